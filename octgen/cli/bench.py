@@ -1,0 +1,30 @@
+"""``octgen bench NAME``: print the figures the README quotes."""
+from __future__ import annotations
+
+import importlib
+import json
+
+BENCHES = {
+    "octree": ("octgen.bench.octree", "octree build + serialise and neighbour-table speed"),
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="run a benchmark and print its figures",
+                       description="Run a benchmark and print the figures the README quotes.")
+    bsub = p.add_subparsers(dest="bench", metavar="BENCH", required=True, parser_class=type(p))
+    for name, (module, help_text) in BENCHES.items():
+        bp = bsub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(bp)
+        bp.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+        bp.set_defaults(func=run, bench_module=module)
+
+
+def run(args) -> int:
+    from ..export.atomic import atomic_path
+
+    result = importlib.import_module(args.bench_module).run(args)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,58 @@
+"""The ``octgen`` console script: a thin layer over the library.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)``, which
+registers it and sets ``func``. User errors (:class:`octgen.errors.InputError`)
+print one line and exit with code 2; nothing half-written is left behind because
+every writer goes through :func:`octgen.export.atomic_path`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+
+EXIT_USAGE = 2
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags in one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import bench, decode, tokenize
+
+    parser = _OneLineParser(
+        prog="octgen",
+        description="Generate 3D shapes and molecules with an octree autoregressive transformer. "
+                    "Run 'octgen COMMAND --help' for each command.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"octgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    for module in (tokenize, decode, bench):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        msg = " ".join(str(e).split())
+        print(f"octgen: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("octgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

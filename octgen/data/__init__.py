@@ -1,0 +1,1 @@
+"""Datasets and readers for user files (meshes, molecules)."""
