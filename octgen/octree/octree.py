@@ -94,9 +94,13 @@ def xyz_to_centres(xyz: torch.Tensor, d: int) -> torch.Tensor:
 
 def points_to_xyz(points: torch.Tensor, depth: int) -> torch.Tensor:
     """Integer cell coordinates at ``depth`` of points in [-1, 1]^3 (the face x = 1
-    belongs to the last cell)."""
+    belongs to the last cell).
+
+    Computed in float64: for float32 input ``p + 1`` and the power-of-two scale are
+    then exact, so a point is never rounded across a cell boundary (in float32,
+    ``-1e-12 + 1`` is 1.0 and would land in the wrong cell)."""
     res = 1 << depth
-    xyz = ((points.float() + 1.0) * (0.5 * res)).floor().long()
+    xyz = ((points.double() + 1.0) * (0.5 * res)).floor().long()
     return xyz.clamp_(0, res - 1)
 
 
