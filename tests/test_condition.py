@@ -109,3 +109,13 @@ def test_sketch_encoder_shapes_and_gradients():
     assert tokens.shape == (3, enc.num_tokens, 32) and enc.num_tokens == 256
     tokens.square().mean().backward()
     assert all(p.grad is not None for p in enc.parameters())
+
+
+@pytest.mark.parametrize("side", [100, 130, 190, 250, 400])
+def test_every_downscale_factor_is_safe(side):
+    # Regression: a crop 1.5-2x the output side once crashed the process (PIL MaxFilter(1)).
+    arr = np.full((side, side), 255, np.uint8)
+    arr[side // 4, 5:-5] = 0
+    arr[5:-5, side // 3] = 0
+    out = preprocess_sketch(arr, size=64)
+    assert out.max() > 0.5

@@ -110,13 +110,14 @@ def preprocess_sketch(image, size: int = SKETCH_SIZE, margin: float = 0.08) -> t
     r0 = pad + (side - crop.shape[0]) // 2
     c0 = pad + (side - crop.shape[1]) // 2
     canvas[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]] = crop
-    img = Image.fromarray((canvas * 255).astype(np.uint8))
     scale = canvas.shape[0] / size
-    if scale > 1.5:
+    k = int(scale) | 1
+    if k >= 3:
         # Thicken strokes before shrinking so a thin pen line does not fade to grey.
-        from PIL import ImageFilter
-
-        img = img.filter(ImageFilter.MaxFilter(int(scale) | 1))
+        # (torch, not PIL's MaxFilter: that one crashes the process with SIGFPE for size 1.)
+        t = torch.from_numpy(canvas)[None, None]
+        canvas = torch.nn.functional.max_pool2d(t, k, stride=1, padding=k // 2)[0, 0].numpy()
+    img = Image.fromarray((canvas * 255).astype(np.uint8))
     resized = img.resize((size, size), Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.LANCZOS)
     out = np.asarray(resized, dtype=np.float32) / 255.0
     return torch.from_numpy(out)[None]
