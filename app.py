@@ -1,11 +1,16 @@
 """octgen web app (Gradio). A thin layer over the library: no model logic here.
 
 Run ``python app.py`` (serves on http://127.0.0.1:7860; set OCTGEN_PORT to change).
+Tabs: the octree explorer (any mesh), the molecule viewer (SDF / XYZ files through
+the molecule tokenizer) and molecule generation with the shipped QM9 checkpoint.
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -13,35 +18,180 @@ from octgen.errors import InputError
 from octgen.octree import MAX_DEPTH
 from octgen.pipeline.explorer import explore_mesh
 
+ROOT = Path(__file__).resolve().parent
+CHECKPOINTS = ROOT / "checkpoints"
 EXPLORER_MAX_DEPTH = min(MAX_DEPTH, 8)  # deeper octrees have too many cells to draw in a browser
+MAX_GENERATE = 64
 
 
+def _path_of(upload) -> str | None:
+    return upload if isinstance(upload, str) else getattr(upload, "name", None)
+
+
+def _user_error(e: InputError, path=None) -> gr.Error:
+    # Uploads live under long temporary paths: show the file's own name only.
+    msg = str(e)
+    if path:
+        msg = msg.replace(str(path), os.path.basename(str(path)))
+    return gr.Error(msg)
+
+
+def _out_dir(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=f"octgen-{prefix}-")
+
+
+# --------------------------------------------------------------------------- octree explorer
 def explore(mesh_file, depth):
     """Explorer tab handler: (uploaded mesh, depth) -> (GLB preview, per-level table, summary)."""
     if mesh_file is None:
         raise gr.Error("Upload a mesh first (obj, ply, stl, off, glb or gltf).")
-    path = mesh_file if isinstance(mesh_file, str) else getattr(mesh_file, "name", None)
+    path = _path_of(mesh_file)
     try:
         depth = int(depth)
     except (TypeError, ValueError):
         raise gr.Error(f"Depth must be a whole number from 1 to {EXPLORER_MAX_DEPTH}.")
     if not 1 <= depth <= EXPLORER_MAX_DEPTH:
         raise gr.Error(f"Depth must be from 1 to {EXPLORER_MAX_DEPTH}, got {depth}.")
-    out = os.path.join(tempfile.mkdtemp(prefix="octgen-explore-"), "octree.glb")
+    out = os.path.join(_out_dir("explore"), "octree.glb")
     try:
         report = explore_mesh(path, depth, preview_path=out)
     except InputError as e:
-        # Uploads live under long temporary paths: show the file's own name only.
-        raise gr.Error(str(e).replace(str(path), os.path.basename(str(path))))
+        raise _user_error(e, path)
     total = sum(report.tokens_per_level)
     summary = (f"{report.leaf_cells:,} occupied cells at depth {depth}; "
                f"{total:,} structure tokens (one 8-bit child mask per non-empty node above the leaves).")
     return out, report.table(), summary
 
 
+# --------------------------------------------------------------------------- molecules
+def _molecule_rows(molecules) -> list[list]:
+    from octgen.metrics.molecules import evaluate_molecule
+
+    rows = []
+    for i, m in enumerate(molecules):
+        r = evaluate_molecule(m)
+        rows.append([i, m.formula(), len(m), "yes" if r["stable"] else "no", r["smiles"] or "(invalid)"])
+    return rows
+
+
+def view_molecules(mol_file, index):
+    """Viewer tab: (SDF/XYZ upload, entry index) -> (ball-and-stick GLB, table, summary)."""
+    from octgen.data.molecules import read_molecules
+    from octgen.export.molecule import molecule_to_glb
+    from octgen.tokenize.molecule import MoleculeTokenizer
+
+    if mol_file is None:
+        raise gr.Error("Upload a molecule file first (.sdf, .mol or .xyz).")
+    path = _path_of(mol_file)
+    skipped: list[str] = []
+    try:
+        molecules = read_molecules(path, on_skip=skipped.append)
+        i = int(index or 0)
+        if not 0 <= i < len(molecules):
+            raise gr.Error(f"Entry {i} does not exist: the file has {len(molecules)} readable molecules (0..{len(molecules) - 1}).")
+        out = molecule_to_glb(molecules[i], os.path.join(_out_dir("molecule"), "molecule.glb"))
+        try:
+            tokens = MoleculeTokenizer().encode(molecules[i])
+            token_note = f"{tokens.num_tokens()} tokens (per level {tokens.tokens_per_level()})"
+        except InputError as e:
+            token_note = f"not tokenizable with the QM9 tokenizer: {e}"
+    except InputError as e:
+        raise _user_error(e, path)
+    summary = f"{len(molecules)} molecule(s); entry {i}: {molecules[i].formula()}, {token_note}."
+    if skipped:
+        summary += f" Skipped {len(skipped)} bad entr{'y' if len(skipped) == 1 else 'ies'}: " + "; ".join(
+            s.replace(str(path), os.path.basename(str(path))) for s in skipped[:3])
+    return str(out), _molecule_rows(molecules), summary
+
+
+def molecule_checkpoints() -> list[str]:
+    """Shipped molecule generators (folders with a pipeline.json of modality 'molecule')."""
+    import json
+
+    found = []
+    for p in sorted(CHECKPOINTS.glob("*/pipeline.json")):
+        try:
+            if json.loads(p.read_text()).get("modality") == "molecule":
+                found.append(p.parent.name)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@functools.lru_cache(maxsize=2)
+def _pipeline(name: str):
+    from octgen.pipeline import OctGenPipeline
+
+    return OctGenPipeline.from_pretrained(CHECKPOINTS / name)
+
+
+def generate_molecules(checkpoint, num, seed, temperature):
+    """Generate tab: -> (GLB of the first molecule, table, SDF file, summary)."""
+    import torch
+
+    from octgen.data.molecules import write_sdf
+    from octgen.export.molecule import molecule_to_glb
+
+    if checkpoint not in molecule_checkpoints():
+        raise gr.Error("Choose one of the shipped molecule checkpoints.")
+    try:
+        num, seed, temperature = int(num), int(seed), float(temperature)
+    except (TypeError, ValueError):
+        raise gr.Error("Number, seed and temperature must be numbers.")
+    if not 1 <= num <= MAX_GENERATE:
+        raise gr.Error(f"Generate between 1 and {MAX_GENERATE} molecules at a time.")
+    if not 0.05 <= temperature <= 2.0:
+        raise gr.Error("Temperature must be between 0.05 and 2.")
+    if not 0 <= seed < 2**63:
+        raise gr.Error("The seed must be a non-negative integer.")
+    try:
+        pipe = _pipeline(checkpoint)
+        t0 = time.perf_counter()
+        molecules = pipe(num, generator=torch.Generator().manual_seed(seed), temperature=temperature)
+        seconds = time.perf_counter() - t0
+    except InputError as e:
+        raise _user_error(e)
+    out_dir = _out_dir("generate")
+    sdf = write_sdf(molecules, os.path.join(out_dir, "molecules.sdf"))
+    glb = molecule_to_glb(molecules[0], os.path.join(out_dir, "molecule_0.glb")) if len(molecules[0]) else None
+    rows = _molecule_rows(molecules)
+    stable = sum(r[3] == "yes" for r in rows)
+    summary = f"{num} molecules in {seconds:.2f} s (seed {seed}); {stable} stable, {sum(r[4] != '(invalid)' for r in rows)} valid."
+    return (str(glb) if glb else None), rows, str(sdf), summary
+
+
+# --------------------------------------------------------------------------- layout
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="octgen") as demo:
         gr.Markdown("# octgen\nOctree autoregressive generation of 3D shapes and molecules.")
+        mol_headers = ["#", "formula", "atoms", "stable", "SMILES"]
+        checkpoints = molecule_checkpoints()
+        if checkpoints:
+            with gr.Tab("Generate molecules"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        ckpt = gr.Dropdown(checkpoints, value=checkpoints[0], label="Checkpoint")
+                        num = gr.Slider(1, MAX_GENERATE, value=8, step=1, label="Molecules")
+                        seed = gr.Number(value=0, precision=0, label="Seed")
+                        temp = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
+                        gen_btn = gr.Button("Generate", variant="primary")
+                        gen_summary = gr.Markdown()
+                        gen_file = gr.File(label="molecules.sdf")
+                    with gr.Column(scale=2):
+                        gen_view = gr.Model3D(label="First molecule (ball and stick)", clear_color=(1, 1, 1, 1))
+                        gen_table = gr.Dataframe(headers=mol_headers, interactive=False)
+                gen_btn.click(generate_molecules, [ckpt, num, seed, temp], [gen_view, gen_table, gen_file, gen_summary])
+        with gr.Tab("Molecule viewer"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    mol_in = gr.File(label="Molecules (.sdf, .mol, .xyz)", file_types=[".sdf", ".mol", ".xyz"])
+                    mol_idx = gr.Number(value=0, precision=0, label="Entry to show")
+                    view_btn = gr.Button("Show", variant="primary")
+                    view_summary = gr.Markdown()
+                with gr.Column(scale=2):
+                    mol_view = gr.Model3D(label="Ball and stick", clear_color=(1, 1, 1, 1))
+                    mol_table = gr.Dataframe(headers=mol_headers, interactive=False)
+            view_btn.click(view_molecules, [mol_in, mol_idx], [mol_view, mol_table, view_summary])
         with gr.Tab("Octree explorer"):
             with gr.Row():
                 with gr.Column(scale=1):

@@ -39,3 +39,38 @@ def test_explorer_rejects_bad_files(tmp_path):
 
 def test_demo_builds():
     assert isinstance(app.build_demo(), gr.Blocks)
+
+
+def _write_sdf(path, with_bad_entry=False):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    w = Chem.SDWriter(str(path))
+    for smi in ("CCO", "c1ccccc1"):
+        m = Chem.AddHs(Chem.MolFromSmiles(smi))
+        AllChem.EmbedMolecule(m, randomSeed=0)
+        w.write(m)
+    w.close()
+    if with_bad_entry:
+        with open(path, "a") as f:
+            f.write("broken\n  nonsense\n\n  2  1  0  0  0  0  0  0  0  0999 V2000\n$$$$\n")
+
+
+def test_molecule_viewer_shows_entries_and_skips_bad_ones(tmp_path):
+    sdf = tmp_path / "mols.sdf"
+    _write_sdf(sdf, with_bad_entry=True)
+    glb, rows, summary = app.view_molecules(str(sdf), 1)
+    assert trimesh.load(glb).geometry  # a non-empty scene
+    assert [r[1] for r in rows] == ["C2H6O", "C6H6"] and rows[0][3] == "yes" and rows[0][4] != "(invalid)"
+    assert "2 molecule(s)" in summary and "Skipped 1 bad entry" in summary and "mols.sdf" in summary
+    with pytest.raises(gr.Error, match="Entry 5"):
+        app.view_molecules(str(sdf), 5)
+
+
+def test_molecule_viewer_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("3\ncomment\nC 0 0 0\nXx 1 1 1\n")
+    with pytest.raises(gr.Error, match="bad.xyz"):
+        app.view_molecules(str(bad), 0)
+    with pytest.raises(gr.Error):
+        app.view_molecules(None, 0)
