@@ -112,3 +112,14 @@ def test_bench_octree_runs_small(capsys, tmp_path):
     code, out, _ = _run(capsys, "bench", "octree", "--points", 2000, "--depths", 4, "--repeats", 1,
                         "--json", tmp_path / "b.json")
     assert code == 0 and "nodes per depth" in out and (tmp_path / "b.json").exists()
+
+
+def test_outputs_get_normal_permissions(tmp_path, sphere_obj, capsys):
+    import os
+    import stat
+
+    tok = tmp_path / "s.npz"
+    assert _run(capsys, "tokenize", sphere_obj, "--depth", 3, "--out", tok)[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(tok.stat().st_mode) == 0o666 & ~umask

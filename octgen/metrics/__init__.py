@@ -1,0 +1,1 @@
+"""Evaluation metrics: shapes (Chamfer, F-score...) and molecules (EDM stability, validity)."""
