@@ -36,7 +36,7 @@ def test_tiny_classifier_learns_a_few_shapes():
     x = torch.from_numpy(vox).float()[:, None]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
-    for _ in range(40):
+    for _ in range(25):
         loss = classifier_loss(model, x, labels)
         first = first if first is not None else loss.item()
         opt.zero_grad()
@@ -50,6 +50,6 @@ def test_tiny_classifier_learns_a_few_shapes():
 @pytest.mark.skipif(not SHIPPED.exists(), reason="shipped classifier not present")
 def test_shipped_classifier_on_held_out_shapes():
     model = ShapeClassifier.from_pretrained(SHIPPED).eval()
-    vox, labels = voxelise_split("test", 30)
+    vox, labels = voxelise_split("test", 15)
     m = evaluate_classifier(model, vox, labels)
     assert m["category_accuracy"] >= 0.9
