@@ -406,10 +406,7 @@ def write_molecules(molecules: Molecule | list[Molecule], path: str | os.PathLik
 
 
 def check_molecule_out_path(path: str | os.PathLike) -> Path:
-    """Validate an output molecule path before any work is done."""
-    path = Path(path)
-    if path.suffix.lower() not in MOLECULE_OUT_SUFFIXES:
-        raise InputError(f"{path}: output molecule file must end in .sdf or .xyz")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a molecule file name")
-    return path
+    """Validate an output molecule path (.sdf, .xyz) before any work is done."""
+    from ..export.atomic import check_out_path
+
+    return check_out_path(path, MOLECULE_OUT_SUFFIXES, "molecule")

@@ -7,6 +7,22 @@ import tempfile
 from pathlib import Path
 
 
+def check_out_path(path: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> Path:
+    """Validate an output file name before any work is done.
+
+    Raises:
+        InputError: the suffix is not one of ``suffixes``, or the path is a folder.
+    """
+    from ..errors import InputError
+
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: output {what} must end in {' or '.join(', '.join(suffixes).rsplit(', ', 1))}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a {what} file name")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.

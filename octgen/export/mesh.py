@@ -9,7 +9,7 @@ import torch
 
 from ..errors import InputError
 from ..octree import Octree, key_to_xyz
-from .atomic import atomic_path
+from .atomic import atomic_path, check_out_path
 
 MESH_OUT_FORMATS = (".glb", ".obj", ".ply", ".stl")
 
@@ -57,12 +57,8 @@ def octree_to_voxel_mesh(octree: Octree, depth: int | None = None):
 
 
 def check_mesh_out_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in MESH_OUT_FORMATS:
-        raise InputError(f"{path}: output mesh must end in one of {', '.join(MESH_OUT_FORMATS)}")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a mesh file name")
-    return path
+    """Validate an output mesh path (.glb, .obj, .ply, .stl) before any work is done."""
+    return check_out_path(path, MESH_OUT_FORMATS, "mesh")
 
 
 def save_mesh(mesh, path: str | os.PathLike) -> Path:
