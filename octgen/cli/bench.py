@@ -5,7 +5,12 @@ import importlib
 import json
 
 BENCHES = {
+    "molecules": ("octgen.bench.molecules", "QM9 generator: quality, molecules/s, steps curve, cache"),
     "octree": ("octgen.bench.octree", "octree build + serialise and neighbour-table speed"),
+    "shapes-data": ("octgen.bench.shapes_data", "procedural shapes -> surface octree shards, shapes/s"),
+    "mesh-sdf": ("octgen.bench.mesh_sdf", "real meshes -> SDF grids: sign agreement, Chamfer, watertightness"),
+    "qm9-tokenizer": ("octgen.bench.qm9_tokenizer", "molecule tokenizer round trip, collisions and token counts on QM9"),
+    "tokenizer": ("octgen.bench.tokenizer", "shape tokenizer: reconstruction IoU / Chamfer / normals, tokens, speed"),
 }
 
 

@@ -24,6 +24,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import bench, decode, tokenize
+    from . import eval as eval_cmd
+    from . import generate, train
 
     parser = _OneLineParser(
         prog="octgen",
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"octgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
-    for module in (tokenize, decode, bench):
+    for module in (tokenize, decode, bench, train, generate, eval_cmd):
         module.add_parser(sub)
     return parser
 

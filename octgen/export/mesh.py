@@ -5,9 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..errors import InputError
 from ..octree import Octree, key_to_xyz
 from .atomic import atomic_path, check_out_path
 
