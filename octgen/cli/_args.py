@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..octree import MAX_DEPTH
+from .._limits import MAX_DEPTH
 
 
 def int_in_range(lo: int, hi: int):

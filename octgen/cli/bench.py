@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 
 BENCHES = {
     "molecules": ("octgen.bench.molecules", "QM9 generator: quality, molecules/s, steps curve, cache"),
@@ -14,13 +15,26 @@ BENCHES = {
 }
 
 
-def add_parser(sub) -> None:
+def _selected_bench(argv: list[str] | None) -> str | None:
+    """The bench named on the command line (``octgen bench NAME ...``), if any."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "bench" in argv:
+        rest = argv[argv.index("bench") + 1:]
+        return next((a for a in rest if not a.startswith("-")), None)
+    return None
+
+
+def add_parser(sub, argv: list[str] | None = None) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print its figures",
                        description="Run a benchmark and print the figures the README quotes.")
     bsub = p.add_subparsers(dest="bench", metavar="BENCH", required=True, parser_class=type(p))
+    selected = _selected_bench(argv)
     for name, (module, help_text) in BENCHES.items():
         bp = bsub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(bp)
+        # Bench modules import torch and friends: only the one being run (or asked
+        # for --help) registers its options, so 'octgen --help' stays fast.
+        if name == selected:
+            importlib.import_module(module).add_arguments(bp)
         bp.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         bp.set_defaults(func=run, bench_module=module)
 

@@ -314,6 +314,9 @@ def mesh_to_sdf(mesh, resolution: int = 128, margin: float = 0.1, normalize: boo
     if not (sdf < 0).any():
         # Nothing enclosed and no sheet found (e.g. degenerate slivers): thicken the surface.
         sdf = udf - _SHEET * h
+        if not (sdf < 0).any():
+            # A sliver thinner than the grid everywhere: there is no shape to give back.
+            raise InputError(f"{name}: mesh is too thin to have any volume at resolution {resolution}")
     return GridSDF(torch.from_numpy(sdf.astype(np.float32)), float(scale), tuple(float(x) for x in offset))
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-MAX_DEPTH = 10
+from .._limits import MAX_DEPTH
+
+__all__ = ["MAX_DEPTH", "xyz_to_key", "key_to_xyz"]
 
 
 def _spread_bits(v: torch.Tensor) -> torch.Tensor:
