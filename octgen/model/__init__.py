@@ -1,0 +1,6 @@
+"""The OctGen generator: one transformer over octree token levels for every modality."""
+from .config import MODEL_SIZES, OctGenConfig, config_for_size, count_parameters
+from .transformer import Condition, KVCache, NodeInputs, OctGenTransformer
+
+__all__ = ["MODEL_SIZES", "OctGenConfig", "config_for_size", "count_parameters", "Condition", "KVCache",
+           "NodeInputs", "OctGenTransformer"]

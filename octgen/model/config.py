@@ -1,0 +1,102 @@
+"""``OctGenConfig``: the typed configuration of the OctGen transformer, and a
+registry of named sizes.
+
+The same dataclass is written into every checkpoint (``config.json`` through
+diffusers' ``ConfigMixin``) so ``from_pretrained`` rebuilds the exact model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class OctGenConfig:
+    """Shape of one OctGen transformer.
+
+    Attributes:
+        depth: leaf depth D of the token octrees. Levels 0..D-1 carry structure
+            tokens (child masks 1..255); level D carries the payload.
+        payload_vocab_sizes: vocabulary size of each payload field at the leaf
+            level (atoms: element, x bin, y bin, z bin; shape codes: K fields of
+            size 2). Empty for structure-only octrees.
+        dim: model width C.
+        n_layers: transformer blocks.
+        n_heads: attention heads; ``dim / n_heads`` is the head size.
+        mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
+        rope_theta: slowest rotary wavelength, in finest cells, is about
+            ``2 pi rope_theta``; the fastest is ``2 pi`` cells.
+        num_classes: class labels for label conditioning (0: none). Index
+            ``num_classes`` is the learned "no condition" label used for
+            classifier-free guidance.
+        cond_dim: width of external condition embeddings (text / sketch
+            encoders), projected to ``dim``; 0 when unused.
+        n_prefix: number of learned prefix tokens for unconditional models and
+            for the dropped condition.
+        dropout: dropout on attention and MLP outputs during training.
+        version: config format version.
+    """
+
+    depth: int = 6
+    payload_vocab_sizes: tuple[int, ...] = ()
+    dim: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    mlp_ratio: float = 4.0
+    rope_theta: float = 100.0
+    num_classes: int = 0
+    cond_dim: int = 0
+    n_prefix: int = 1
+    dropout: float = 0.0
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self):
+        self.payload_vocab_sizes = tuple(int(v) for v in self.payload_vocab_sizes)
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if (self.dim // self.n_heads) < 6:
+            raise ValueError("head size must be at least 6 (two rotary dims per axis)")
+        if not 1 <= self.depth <= 10:
+            raise ValueError(f"depth must be in 1..10, got {self.depth}")
+        if any(v < 2 for v in self.payload_vocab_sizes):
+            raise ValueError("every payload field needs a vocabulary of at least 2")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["payload_vocab_sizes"] = list(self.payload_vocab_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OctGenConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Named sizes (depth and payload fields come from the tokenizer). ``params_qm9`` is
+# the parameter count with the QM9 atom payload (5 elements, 3 x 24 offset bins,
+# depth 6); `tests/test_model.py` rebuilds the models and checks it.
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": dict(dim=48, n_layers=2, n_heads=4, params_qm9=89_324),           # tests
+    "xs": dict(dim=128, n_layers=4, n_heads=4, params_qm9=879_948),           # 2-core CPU training
+    "s": dict(dim=256, n_layers=8, n_heads=8, params_qm9=6_491_468),
+    "m": dict(dim=512, n_layers=12, n_heads=8, params_qm9=38_175_052),
+    "l": dict(dim=768, n_layers=24, n_heads=12, params_qm9=170_628_428),      # GPU cluster
+}
+
+
+def config_for_size(size: str, **overrides) -> OctGenConfig:
+    """The named size ``size`` with ``overrides`` (depth, payload sizes...)."""
+    if size not in MODEL_SIZES:
+        raise KeyError(f"unknown model size '{size}'; known: {sorted(MODEL_SIZES)}")
+    spec = {k: v for k, v in MODEL_SIZES[size].items() if k != "params_qm9"}
+    return OctGenConfig(**{**spec, **overrides})
+
+
+def count_parameters(config: OctGenConfig) -> int:
+    """Number of trainable parameters of a model with ``config`` (builds it)."""
+    from .transformer import OctGenTransformer
+
+    model = OctGenTransformer.from_octgen_config(config)
+    return sum(p.numel() for p in model.parameters())
+

@@ -1,0 +1,177 @@
+"""Level-by-level sampling of octree token sequences (ARCHITECTURE.md section 4).
+
+For a batch of B sequences the sampler walks depths 0..D. At depth d every node
+position is known (from the masks of depth d - 1; the root at depth 0), so the
+whole level starts masked and :class:`LevelScheduler` reveals it in S
+token-parallel steps. Levels are padded per level across the batch.
+
+Cache: a finished level never attends to finer ones, so its keys and values are
+fixed once its tokens are. With ``use_cache`` every step only runs the current
+level's tokens against a :class:`KVCache` of the prefix and the finished levels;
+the level's own keys / values go into a slot of the cache, and one more forward
+with all its tokens known leaves the final ones there for the finer levels. Without it
+every step recomputes the whole sequence; both give the same tokens.
+
+CFG: for conditioned models with ``guidance_scale != 1`` the batch is doubled
+(conditional rows, then the same rows with the condition dropped) and one forward
+gives both; logits are ``u + w (c - u)``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
+from ..octree import key_to_xyz, xyz_to_centres
+from ..tokenize.tokens import OctreeTokens
+from .scheduler import LevelScheduler, SamplerConfig
+
+
+def children_of_level(keys_BL: torch.Tensor, masks_BL: torch.Tensor, valid_BL: torch.Tensor):
+    """Keys of the next level from the child masks of this one, per row.
+
+    Args:
+        keys_BL: (B, L) int64 Morton keys (padding arbitrary).
+        masks_BL: (B, L) int64 child masks 1..255.
+        valid_BL: (B, L) bool.
+    Returns:
+        (keys_BM, valid_BM): children in z-order, padded to the longest row.
+    """
+    B, L = keys_BL.shape
+    slots = torch.arange(8, device=keys_BL.device)
+    present = (((masks_BL[..., None] >> slots) & 1).bool() & valid_BL[..., None]).reshape(B, L * 8)
+    child = ((keys_BL[..., None] << 3) | slots).reshape(B, L * 8)
+    counts = present.sum(1)
+    M = max(1, int(counts.max()))
+    order = (~present).to(torch.int8).argsort(dim=1, stable=True)[:, :M]  # present first, z-order kept
+    keys_BM = child.gather(1, order)
+    valid_BM = torch.arange(M, device=keys_BL.device)[None] < counts[:, None]
+    return torch.where(valid_BM, keys_BM, torch.zeros_like(keys_BM)), valid_BM
+
+
+class OctreeSampler:
+    """Samples :class:`OctreeTokens` from an :class:`OctGenTransformer`.
+
+    Args:
+        model: the transformer (eval mode is set here).
+        config: sampling settings.
+    """
+
+    def __init__(self, model: OctGenTransformer, config: SamplerConfig | None = None):
+        self.model = model.eval()
+        self.config = config or SamplerConfig()
+
+    def _guided(self, cond: Condition | None) -> bool:
+        m = self.model.cfg
+        return self.config.guidance_scale != 1.0 and (m.num_classes > 0 or m.cond_dim > 0) and cond is not None
+
+    def _logits(self, h_BNC: torch.Tensor, leaf: bool, guided: bool, B: int) -> list[torch.Tensor]:
+        logits = self.model.payload_logits(h_BNC) if leaf else [self.model.structure_logits(h_BNC)]
+        if guided:
+            w = self.config.guidance_scale
+            logits = [lg[B:] + w * (lg[:B] - lg[B:]) for lg in logits]
+        return logits
+
+    @torch.no_grad()
+    def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
+               payload_kind: str = "atoms", return_stats: bool = False):
+        """Sample ``batch_size`` token sequences.
+
+        Args:
+            batch_size: B.
+            generator: a torch.Generator on the model's device; drives every choice.
+            cond: the condition of each row (class labels / embeddings), or None.
+            payload_kind: written into the returned tokens.
+            return_stats: also return {"forwards": model calls, "steps": per level}.
+        Returns:
+            B :class:`OctreeTokens` (CPU tensors).
+        """
+        model, cfg = self.model, self.config
+        dev = next(model.parameters()).device
+        D, P = model.depth, len(model.cfg.payload_vocab_sizes)
+        B = batch_size
+        guided = self._guided(cond)
+        if guided:
+            c = Condition(*(None if t is None else torch.cat([t, t]) for t in (cond.class_labels, cond.embeds, None)))
+            c.drop_B = torch.arange(2 * B, device=dev) >= B
+            cond_rows = c
+        else:
+            cond_rows = cond
+        R = 2 * B if guided else B
+        cache = model.start_cache(R, cond_rows) if cfg.use_cache else None
+        sched = LevelScheduler(cfg)
+        keys = torch.zeros(B, 1, dtype=torch.long, device=dev)
+        valid = torch.ones(B, 1, dtype=torch.bool, device=dev)
+        finished: list[NodeInputs] = []
+        level_tokens: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stats = {"forwards": 0, "steps": []}
+        for d in range(D + 1):
+            leaf = d == D
+            n_fields = P if leaf else 1
+            level = torch.where(valid, torch.full_like(keys, d), torch.full_like(keys, PAD_LEVEL))
+            centre = xyz_to_centres(key_to_xyz(keys.reshape(-1)), d).view(*keys.shape, 3)
+            tokens = torch.zeros(*keys.shape, n_fields, dtype=torch.long, device=dev)
+            masked = valid.clone()
+            S = sched.set_level(valid)
+            if cache is not None:
+                cache.open_slot(self._rows(self._nodes(level, tokens, masked, centre, leaf, P), guided).level_BT)
+            for i in range(S):
+                nodes = self._nodes(level, tokens, masked, centre, leaf, P)
+                h = self._forward(nodes, finished, cache, cond_rows, guided)
+                stats["forwards"] += 1
+                logits = self._logits(h, leaf, guided, B)
+                if not leaf:
+                    tokens = tokens - 1  # structure classes are mask - 1
+                tokens, masked = sched.step(i, logits, tokens, masked, generator)
+                if not leaf:
+                    tokens = torch.where(valid[..., None], tokens + 1, torch.zeros_like(tokens))
+                if not masked.any():
+                    break
+            stats["steps"].append(i + 1)
+            done = self._nodes(level, tokens, masked, centre, leaf, P)
+            if cache is not None and not leaf:
+                model(self._rows(done, guided), past=cache)  # writes the finished level's keys / values
+                stats["forwards"] += 1
+            if cache is not None:
+                cache.close_slot()
+            finished.append(done)
+            level_tokens.append((tokens, valid))
+            if not leaf:
+                keys, valid = children_of_level(keys, tokens[..., 0], valid)
+        out = self._to_tokens(level_tokens, D, payload_kind)
+        return (out, stats) if return_stats else out
+
+    @staticmethod
+    def _nodes(level, tokens, masked, centre, leaf: bool, P: int) -> NodeInputs:
+        B, L = level.shape
+        if leaf:
+            token, payload = torch.zeros_like(level), tokens
+        else:
+            token, payload = tokens[..., 0], torch.zeros(B, L, P, dtype=torch.long, device=level.device)
+        return NodeInputs(level, token, payload, masked, centre)
+
+    @staticmethod
+    def _rows(nodes: NodeInputs, guided: bool) -> NodeInputs:
+        if not guided:
+            return nodes
+        return NodeInputs(*(torch.cat([t, t]) for t in (nodes.level_BT, nodes.token_BT, nodes.payload_BTP,
+                                                         nodes.masked_BT, nodes.centre_BT3)))
+
+    def _forward(self, nodes: NodeInputs, finished: list[NodeInputs], cache, cond, guided: bool) -> torch.Tensor:
+        """Hidden states (R, L, C) of the current level's nodes."""
+        if cache is not None:
+            return self.model(self._rows(nodes, guided), past=cache)
+        full = [*finished, nodes]
+        seq = NodeInputs(*(torch.cat([getattr(n, f) for n in full], dim=1)
+                           for f in ("level_BT", "token_BT", "payload_BTP", "masked_BT", "centre_BT3")))
+        h = self.model(self._rows(seq, guided), cond)
+        return h[:, -nodes.level_BT.shape[1]:]
+
+    @staticmethod
+    def _to_tokens(level_tokens, D: int, payload_kind: str) -> list[OctreeTokens]:
+        B = level_tokens[0][0].shape[0]
+        out = []
+        for b in range(B):
+            structure = [t[b, v[b], 0].to(torch.uint8).cpu() for t, v in level_tokens[:D]]
+            t, v = level_tokens[D]
+            out.append(OctreeTokens(structure, t[b, v[b]].long().cpu(), payload_kind, {"generator": "octgen"}))
+        return out

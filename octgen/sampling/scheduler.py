@@ -1,0 +1,168 @@
+"""Token-parallel unmasking inside one octree level (MaskGIT-style), apart from the model.
+
+The sampler (:mod:`.sampler`) walks the levels; inside a level it calls
+:meth:`LevelScheduler.step` S times. Each step samples every still-masked token
+from the model's logits (temperature, top-k, top-p), scores each sample by its
+log-probability (plus annealed Gumbel noise when ``choice_temperature > 0``) and
+keeps the most confident ones so that after step ``i`` a fraction
+``cos(pi/2 * (i + 1) / S)`` of the level is still masked (at least one token is
+revealed per step, all by the last). ``steps=None`` (or S >= level size) is one
+token per step. With ``remask`` the tokens revealed earlier compete again with
+their recorded confidence and the least confident may be masked again.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplerConfig:
+    """Sampling settings (saved in a checkpoint's ``pipeline.json`` as its defaults).
+
+    Attributes:
+        steps: iterations per level S; None = one token per step (S = level size).
+        temperature: softmax temperature; 0 = greedy (argmax).
+        top_k: keep the k most likely values per field (0 = all).
+        top_p: nucleus sampling threshold per field (1.0 = off).
+        choice_temperature: scale of the Gumbel noise added to confidences,
+            annealed linearly to 0 over a level's steps.
+        remask: let earlier tokens of the level be masked again.
+        guidance_scale: classifier-free guidance weight (1 = conditional only).
+        use_cache: reuse keys / values of finished levels.
+    """
+
+    steps: int | None = 8
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    choice_temperature: float = 0.0
+    remask: bool = False
+    guidance_scale: float = 1.0
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if self.steps is not None and int(self.steps) < 1:
+            raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError("temperature must be >= 0, top_p in (0, 1], top_k >= 0")
+
+
+def filter_logits(logits_NV: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set logits outside the top-k / nucleus to -inf (keeps at least one value)."""
+    if top_k and top_k < logits_NV.shape[-1]:
+        kth = torch.topk(logits_NV, top_k, dim=-1).values[..., -1:]
+        logits_NV = logits_NV.masked_fill(logits_NV < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_l, order = torch.sort(logits_NV, dim=-1, descending=True)
+        cum = sorted_l.softmax(-1).cumsum(-1)
+        drop_sorted = cum - sorted_l.softmax(-1) > top_p  # mass before this value already exceeds p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits_NV = logits_NV.masked_fill(drop, float("-inf"))
+    return logits_NV
+
+
+def sample_fields(field_logits: list[torch.Tensor], cfg: SamplerConfig,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample each field independently.
+
+    Args:
+        field_logits: F tensors (N, V_f).
+    Returns:
+        values_NF: (N, F) int64 samples; logp_N: (N,) summed log-probabilities of
+        the samples under the (filtered, tempered) sampling distributions.
+    """
+    values, logp = [], 0.0
+    for logits in field_logits:
+        logits = logits.float()
+        if cfg.temperature == 0:
+            v = logits.argmax(-1)
+            lp = logits.log_softmax(-1).gather(-1, v[:, None])[:, 0]
+        else:
+            logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+            logprobs = logits.log_softmax(-1)
+            v = torch.multinomial(logprobs.exp(), 1, generator=generator)[:, 0] if len(logits) else \
+                torch.zeros(0, dtype=torch.long, device=logits.device)
+            lp = logprobs.gather(-1, v[:, None])[:, 0]
+        values.append(v)
+        logp = logp + lp
+    return torch.stack(values, 1), logp
+
+
+def masked_counts(n_B: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """(S, B) number of tokens still masked after each step, per row.
+
+    Cosine schedule ``floor(n cos(pi/2 (i+1)/S))``, made to reveal at least one
+    token per step while any is masked, and 0 after the last step.
+    """
+    S = num_steps
+    out = torch.empty(S, n_B.shape[0], dtype=torch.long)
+    prev = n_B.clone()
+    for i in range(S):
+        m = torch.floor(n_B.double() * math.cos(math.pi / 2 * (i + 1) / S)).long()
+        m = torch.minimum(m, (prev - 1).clamp(min=0))
+        out[i] = m
+        prev = m
+    return out
+
+
+class LevelScheduler:
+    """Unmasking schedule of one level for a padded batch (see the module docstring).
+
+    Use: ``set_level(valid_BN)``; then for ``i in range(num_steps)``:
+    ``tokens, masked = step(i, field_logits, tokens, masked, generator)``.
+    """
+
+    def __init__(self, config: SamplerConfig):
+        self.config = config
+        self.num_steps = 0
+
+    def set_level(self, valid_BN: torch.Tensor) -> int:
+        """Prepare the schedule for a level with ``valid_BN`` real tokens; returns S."""
+        n_B = valid_BN.sum(1).cpu()
+        n_max = int(n_B.max()) if n_B.numel() else 0
+        steps = self.config.steps
+        self.num_steps = max(1, n_max if steps is None else min(int(steps), n_max))
+        self.remaining_SB = masked_counts(n_B, self.num_steps).to(valid_BN.device)
+        self.valid_BN = valid_BN
+        self.conf_BN = torch.full(valid_BN.shape, float("inf"), device=valid_BN.device)
+        return self.num_steps
+
+    def step(self, i: int, field_logits: list[torch.Tensor], tokens_BNF: torch.Tensor, masked_BN: torch.Tensor,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One unmasking iteration.
+
+        Args:
+            i: iteration 0..S-1.
+            field_logits: F tensors (B, N, V_f) of logits for every position.
+            tokens_BNF: (B, N, F) current values (meaningless where masked).
+            masked_BN: (B, N) bool, True where still masked (never on padding).
+            generator: drives the samples and the Gumbel noise.
+        Returns:
+            Updated ``(tokens_BNF, masked_BN)``.
+        """
+        cfg = self.config
+        B, N = masked_BN.shape
+        flat = masked_BN.reshape(-1).nonzero()[:, 0]
+        values_KF, logp_K = sample_fields([lg.reshape(B * N, -1)[flat] for lg in field_logits], cfg, generator)
+        conf = logp_K
+        if cfg.choice_temperature > 0:
+            u = torch.rand(conf.shape, generator=generator, device=conf.device).clamp_(1e-20, 1.0)
+            conf = conf + cfg.choice_temperature * (1 - (i + 1) / self.num_steps) * -torch.log(-torch.log(u))
+        # Masked positions take their new sample; revealed ones keep token and confidence.
+        tokens = tokens_BNF.reshape(B * N, -1).clone()
+        conf_flat = self.conf_BN.reshape(-1).clone()
+        tokens[flat] = values_KF.to(tokens.dtype)
+        conf_flat[flat] = conf
+        tokens = tokens.view(B, N, -1)
+        conf_BN = conf_flat.view(B, N)
+        if not cfg.remask:
+            conf_BN = torch.where(masked_BN, conf_BN, torch.full_like(conf_BN, float("inf")))
+        conf_BN = torch.where(self.valid_BN, conf_BN, torch.full_like(conf_BN, float("inf")))
+        # Mask again the `remaining` least confident valid tokens of each row.
+        rank = conf_BN.argsort(dim=1, stable=True).argsort(dim=1)
+        new_masked = (rank < self.remaining_SB[i][:, None]) & self.valid_BN
+        self.conf_BN = conf_BN
+        return tokens, new_masked

@@ -1,0 +1,107 @@
+"""``TrainConfig``: everything ``octgen train CONFIG`` reads from its JSON / YAML file."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    """One training run of the OctGen transformer.
+
+    Attributes:
+        output_dir: run folder: ``checkpoints/step_N`` (accelerate states),
+            ``logs/`` (tensorboard), ``final/`` (pipeline folder).
+        dataset: ``"qm9"`` or ``"synthetic"`` (random octrees, for tests and smoke runs).
+        shard_dir: preprocessed token shards; empty = ``$OCTGEN_CACHE/shards/<dataset>-r<rotations>``.
+        rotations: random-rotation copies of each training molecule in the shards
+            (0 = the original orientation only).
+        max_train_sequences: use only the first N training sequences (0 = all).
+        model_size: a name of ``octgen.model.MODEL_SIZES``.
+        model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields).
+        batch_size: sequences per micro-batch per process.
+        grad_accum: micro-batches per optimiser step.
+        lr, weight_decay, betas, grad_clip: AdamW settings.
+        warmup_steps, max_steps: cosine schedule with linear warmup, in optimiser steps.
+        ema_decay: EMA decay of the weights (0 disables EMA).
+        save_every: optimiser steps between ``save_state`` checkpoints.
+        keep_checkpoints: most recent states kept on disk.
+        log_every: optimiser steps between log lines / tensorboard points.
+        mixed_precision: "auto" (bf16 on GPU, fp32 on CPU), "no" or "bf16".
+        num_threads: torch CPU threads (0 = torch's default).
+        seed: seeds the weights and every batch (batch ``s`` depends only on
+            ``seed``, ``s`` and the process index, which makes resume exact).
+        synthetic: settings of the synthetic dataset (num, points, depth, payload_vocab_sizes).
+    """
+
+    output_dir: str = "runs/qm9-xs"
+    dataset: str = "qm9"
+    shard_dir: str = ""
+    rotations: int = 0
+    max_train_sequences: int = 0
+    model_size: str = "xs"
+    model: dict = field(default_factory=dict)
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.98)
+    grad_clip: float = 1.0
+    warmup_steps: int = 200
+    max_steps: int = 10000
+    ema_decay: float = 0.999
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    mixed_precision: str = "auto"
+    num_threads: int = 0
+    seed: int = 0
+    synthetic: dict = field(default_factory=lambda: {"num": 64, "points": 12, "depth": 4,
+                                                     "payload_vocab_sizes": [3, 4]})
+
+    def __post_init__(self):
+        if self.dataset not in ("qm9", "synthetic"):
+            raise InputError(f"train config: dataset must be 'qm9' or 'synthetic', got '{self.dataset}'")
+        if self.mixed_precision not in ("auto", "no", "bf16"):
+            raise InputError(f"train config: mixed_precision must be auto, no or bf16, got '{self.mixed_precision}'")
+        for name in ("batch_size", "grad_accum", "max_steps", "save_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
+        self.betas = tuple(self.betas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """Read a ``.json`` or ``.yaml`` / ``.yml`` config; unknown keys are an error."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such training config")
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+                data = yaml.safe_load(path.read_text())
+            elif path.suffix == ".json":
+                data = json.loads(path.read_text())
+            else:
+                raise InputError(f"{path}: training configs are .json, .yaml or .yml")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: not a readable config ({type(e).__name__})") from None
+        except Exception as e:  # yaml errors
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{path}: not a readable config ({type(e).__name__})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a training config is a mapping of settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise InputError(f"{path}: bad setting ({e})") from None

@@ -1,0 +1,73 @@
+"""Training data sources: turn a dataset into token shards once (see :mod:`.shards`)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from ..octree import build_octree
+from ..tokenize.tokens import OctreeTokens
+from .config import TrainConfig
+from .shards import ShardDataset, read_index, write_shards
+
+
+def default_shard_dir(cfg: TrainConfig) -> Path:
+    from ..data.qm9 import cache_dir
+
+    if cfg.shard_dir:
+        return Path(cfg.shard_dir)
+    if cfg.dataset == "synthetic":
+        return Path(cfg.output_dir) / "shards"
+    limit = f"-n{cfg.max_train_sequences}" if cfg.max_train_sequences else ""
+    return cache_dir() / "shards" / f"{cfg.dataset}-train-r{cfg.rotations}-s{cfg.seed}{limit}"
+
+
+def synthetic_tokens(num: int, points: int, depth: int, payload_vocab_sizes, seed: int) -> list[OctreeTokens]:
+    """Random octrees of ``points`` uniform points at ``depth`` with random payloads
+    (each field uniform in its vocabulary); a stand-in dataset for tests."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(num):
+        octree = build_octree(torch.rand(points, 3, generator=g) * 2 - 1, depth)
+        n = octree.num_nodes(depth)
+        payload = torch.stack([torch.randint(0, v, (n,), generator=g) for v in payload_vocab_sizes], 1) \
+            if payload_vocab_sizes else torch.zeros(n, 0, dtype=torch.long)
+        out.append(OctreeTokens.from_octree(octree, payload, "atoms" if payload_vocab_sizes else "none"))
+    return out
+
+
+def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progress: bool = True):
+    """Yield the tokens of the QM9 training split: the original orientation when
+    ``rotations == 0``, else ``rotations`` uniformly rotated copies per molecule."""
+    from ..data.qm9 import load_qm9
+
+    qm9 = load_qm9()
+    idx = qm9.split_indices("train")
+    if limit:
+        idx = idx[:limit]
+    g = torch.Generator().manual_seed(seed)
+    copies = max(1, rotations)
+    for c in range(copies):
+        for j, i in enumerate(idx):
+            mol = qm9.molecule(int(i))
+            yield tokenizer.encode(mol, rotation="random" if rotations else None, generator=g)
+            if progress and (j + 1) % 20000 == 0:
+                print(f"tokenized copy {c + 1}/{copies}: {j + 1}/{len(idx)} molecules", file=sys.stderr)
+
+
+def prepare_dataset(cfg: TrainConfig, tokenizer=None) -> ShardDataset:
+    """The shard dataset of ``cfg``, preprocessing it first if it is not on disk."""
+    shard_dir = default_shard_dir(cfg)
+    if read_index(shard_dir) is None:
+        if cfg.dataset == "synthetic":
+            s = cfg.synthetic
+            tokens = synthetic_tokens(int(s["num"]), int(s["points"]), int(s["depth"]),
+                                      list(s["payload_vocab_sizes"]), cfg.seed)
+            write_shards(tokens, shard_dir, extra_index={"source": "synthetic", **s})
+        else:
+            print(f"preprocessing QM9 train tokens into {shard_dir} (once) ...", file=sys.stderr)
+            write_shards(qm9_train_tokens(tokenizer, cfg.rotations, cfg.seed, cfg.max_train_sequences),
+                         shard_dir, extra_index={"source": "qm9-train", "rotations": cfg.rotations,
+                                                 "seed": cfg.seed, "limit": cfg.max_train_sequences})
+    return ShardDataset(shard_dir)

@@ -1,0 +1,84 @@
+"""The training objective: masked-token prediction of one target level per sequence.
+
+Why one level: the sampler predicts level d with every coarser level finished and
+unmasked. With the level-block attention mask, a level d node sees all levels
+<= d, so if a coarser level of the same sequence were also masked, level d would
+be trained on inputs it never gets at sampling time. Each training sequence
+therefore picks one target level t, keeps levels 0..t-1 clean, masks a cosine-
+distributed fraction of level t (MaskGIT: ratio ``cos(pi/2 u)``, ``u ~ U[0, 1)``,
+at least one token) and drops the finer levels (they are invisible to level t).
+The loss is the cross-entropy on the masked tokens of level t only. This is
+exactly the situation of every sampler step.
+
+Target levels are drawn with probability proportional to their number of tokens,
+so every token is a prediction target equally often.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..model.sequence import NodeSequence, pad_nodes
+from ..model.transformer import Condition, NodeInputs, OctGenTransformer
+
+
+def make_training_batch(seqs: list[NodeSequence], n_payload: int,
+                        generator: torch.Generator | None = None) -> NodeInputs:
+    """Pick a target level per sequence, mask part of it, cut finer levels, pad.
+
+    Args:
+        seqs: node sequences of the batch.
+        n_payload: payload width P.
+        generator: drives the level choice, the mask ratio and the masked positions.
+    Returns:
+        A padded batch whose ``masked_BT`` marks the prediction targets.
+    """
+    rows, masked_rows = [], []
+    for s in seqs:
+        sizes = torch.tensor(s.level_sizes, dtype=torch.float)
+        t = int(torch.multinomial(sizes, 1, generator=generator))
+        sl = s.level_slice(t)
+        n = sl.stop - sl.start
+        ratio = math.cos(math.pi / 2 * float(torch.rand((), generator=generator)))
+        n_mask = min(n, max(1, math.ceil(ratio * n)))
+        masked = torch.zeros(sl.stop, dtype=torch.bool)
+        masked[sl.start + torch.randperm(n, generator=generator)[:n_mask]] = True
+        rows.append((s.level_T[:sl.stop], s.token_T[:sl.stop], s.payload_TP[:sl.stop], s.centre_T3[:sl.stop]))
+        masked_rows.append(masked)
+    batch = pad_nodes(rows, n_payload)
+    for b, m in enumerate(masked_rows):
+        batch.masked_BT[b, :len(m)] = m
+    return batch
+
+
+def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Condition | None = None) -> tuple:
+    """Mean cross-entropy over the masked tokens of ``batch``.
+
+    A structure token costs one 255-way cross-entropy; a payload token costs the
+    sum over its fields (the factorised joint).
+
+    Returns:
+        (loss, stats) with stats = {"structure_loss", "payload_loss", "n_masked"} floats.
+    """
+    h_BTC = model(batch, cond)
+    target = batch.masked_BT & batch.valid_BT
+    leaf = batch.level_BT == model.depth
+    s_idx, p_idx = target & ~leaf, target & leaf
+    losses = []
+    s_loss = p_loss = torch.zeros((), device=h_BTC.device)
+    if s_idx.any():
+        logits = model.structure_logits(h_BTC[s_idx]).float()
+        s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
+        losses.append(s_tok)
+        s_loss = s_tok.mean()
+    if p_idx.any() and model.payload_heads:
+        h = h_BTC[p_idx]
+        pay = batch.payload_BTP[p_idx]
+        p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
+                    for f, lg in enumerate(model.payload_logits(h)))
+        losses.append(p_tok)
+        p_loss = p_tok.mean()
+    loss = torch.cat(losses).mean()
+    return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(target.sum())}

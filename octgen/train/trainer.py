@@ -1,0 +1,197 @@
+"""Training loop of the OctGen transformer with ``accelerate`` (ARCHITECTURE.md section 6).
+
+``accelerate`` owns devices, mixed precision (bf16 on GPU), gradient accumulation,
+multi-GPU / multi-node data parallelism and ``save_state`` / ``load_state``. The
+same code trains the shipped CPU model and a large model on a cluster:
+
+    octgen train configs/qm9-xs.json                       # one process (CPU or one GPU)
+    octgen train configs/qm9-xs.json --resume              # continue from the latest state
+    accelerate launch --multi_gpu --num_processes 8 -m octgen.cli.main train CONFIG
+    accelerate launch --num_machines 2 --machine_rank R --main_process_ip HOST \\
+        --main_process_port 29500 --num_processes 16 -m octgen.cli.main train CONFIG
+
+Exact resume: batch ``s`` of process ``p`` is drawn from a generator seeded with
+``(seed, s, micro-step, p)`` only, so no data-loader position needs saving; model,
+optimiser, LR schedule, EMA and the step counter are in the accelerate state.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..model import OctGenTransformer, config_for_size
+from .config import TrainConfig
+from .data import prepare_dataset
+from .objective import make_training_batch, masked_token_loss
+
+
+class _StepCounter:
+    """Optimiser steps done; saved with the accelerate state."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+def cosine_with_warmup(warmup: int, total: int, floor: float = 0.05):
+    """LR multiplier: linear warmup to 1, then cosine down to ``floor``."""
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    return fn
+
+
+def batch_generator(seed: int, step: int, micro: int, process: int) -> torch.Generator:
+    """The generator that draws one micro-batch; depends on nothing else (exact resume)."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 131 + micro) * 65_537 + process)
+
+
+def _latest_state(ckpt_dir: Path) -> Path | None:
+    states = sorted(ckpt_dir.glob("step_*"))
+    return states[-1] if states else None
+
+
+def _model_config(cfg: TrainConfig, ds, tokenizer):
+    if tokenizer is not None:
+        sizes = tuple(tokenizer.payload_vocab_sizes)
+    else:
+        sizes = tuple(int(v) for v in cfg.synthetic["payload_vocab_sizes"])
+    try:
+        return config_for_size(cfg.model_size, depth=ds.depth, payload_vocab_sizes=sizes, **cfg.model)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"train config: bad model settings ({e})") from None
+
+
+def export_pipeline(model: OctGenTransformer, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig,
+                    step: int) -> Path:
+    """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline folder."""
+    from ..pipeline.pipeline import save_pipeline
+
+    export = copy.deepcopy(model).float()
+    if ema is not None:
+        ema.copy_to(export.parameters())
+    return save_pipeline(out_dir, export, tokenizer, extra={"train_step": step, "train_config": train_cfg.to_dict()})
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> dict:
+    """Run (or continue) the training described by ``cfg``.
+
+    Args:
+        cfg: the run.
+        resume: continue from the latest state under ``output_dir/checkpoints``.
+        progress: print a line every ``log_every`` steps.
+        stop_at: stop (saving a state) at this step; the LR schedule still
+            spans ``max_steps``, so a run can be trained in resumable chunks.
+    Returns:
+        {"step", "loss", "seconds", "output_dir", "parameters", "model"}; ``model``
+        is a copy of the trained transformer with the EMA weights.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.training_utils import EMAModel
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if resume and _latest_state(ckpt_dir) is None:
+        raise InputError(f"--resume: no saved state under {ckpt_dir}")
+    if not resume and _latest_state(ckpt_dir) is not None:
+        raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+                              log_with="tensorboard", step_scheduler_with_optimizer=False,
+                              project_config=ProjectConfiguration(project_dir=str(out),
+                                                                  logging_dir=str(out / "logs")))
+    set_seed(cfg.seed)
+    tokenizer = None
+    if cfg.dataset == "qm9":
+        from ..tokenize.molecule import MoleculeTokenizer
+        tokenizer = MoleculeTokenizer()
+    with accelerator.main_process_first():
+        ds = prepare_dataset(cfg, tokenizer)
+    n_payload = int(ds.index["payload_width"])
+    model = OctGenTransformer.from_octgen_config(_model_config(cfg, ds, tokenizer))
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    counter = _StepCounter()
+    accelerator.register_for_checkpointing(counter)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    if resume:
+        state = _latest_state(ckpt_dir)
+        accelerator.load_state(str(state))
+        accelerator.print(f"resumed from {state} at step {counter.step}")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    accelerator.init_trackers("octgen", config={k: v for k, v in cfg.to_dict().items()
+                                                if isinstance(v, (int, float, str, bool))})
+    accelerator.print(f"training {n_params:,} parameters on {len(ds):,} sequences, device {accelerator.device}, "
+                      f"{accelerator.num_processes} process(es), mixed precision {mp}")
+    t0, last_loss, window = time.perf_counter(), float("nan"), []
+    unwrapped = accelerator.unwrap_model(model)
+    last_step = min(cfg.max_steps, stop_at or cfg.max_steps)
+    while counter.step < last_step:
+        model.train()
+        for micro in range(cfg.grad_accum):
+            g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
+            idx = torch.randint(len(ds), (cfg.batch_size,), generator=g).tolist()
+            batch = make_training_batch([ds[i] for i in idx], n_payload, g).to(accelerator.device)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss, stats = masked_token_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            window.append(float(loss.detach()))
+        sched.step()
+        if ema is not None:
+            ema.step(unwrapped.parameters())
+        counter.step += 1
+        if counter.step % cfg.log_every == 0 or counter.step == cfg.max_steps:
+            last_loss = sum(window) / len(window)
+            window = []
+            accelerator.log({"loss": last_loss, "structure_loss": stats["structure_loss"],
+                             "payload_loss": stats["payload_loss"], "lr": sched.get_last_lr()[0]},
+                            step=counter.step)
+            if progress:
+                accelerator.print(f"step {counter.step}/{cfg.max_steps} loss {last_loss:.4f} "
+                                  f"lr {sched.get_last_lr()[0]:.2e} {time.perf_counter() - t0:.0f}s", flush=True)
+        if counter.step % cfg.save_every == 0 or counter.step == last_step:
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(ckpt_dir / f"step_{counter.step:08d}"))
+            if accelerator.is_main_process:
+                for old in sorted(ckpt_dir.glob("step_*"))[:-cfg.keep_checkpoints]:
+                    shutil.rmtree(old, ignore_errors=True)
+                if tokenizer is not None:
+                    export_pipeline(unwrapped, ema, out / "pipeline", tokenizer, cfg, counter.step)
+    accelerator.end_training()
+    final = copy.deepcopy(unwrapped).float().eval()
+    if ema is not None:
+        ema.copy_to(final.parameters())
+    return {"step": counter.step, "loss": last_loss, "seconds": time.perf_counter() - t0, "output_dir": str(out),
+            "parameters": n_params, "model": final}
+

@@ -1,0 +1,126 @@
+"""Sampler: unmasking schedule, filtering, cache == recompute, determinism, CFG."""
+import pytest
+import torch
+
+from octgen.model import Condition, OctGenConfig, OctGenTransformer
+from octgen.octree import tokens_to_octree
+from octgen.sampling import LevelScheduler, OctreeSampler, SamplerConfig
+from octgen.sampling.sampler import children_of_level
+from octgen.sampling.scheduler import filter_logits, masked_counts
+
+torch.set_num_threads(1)
+PAYLOAD = (3, 4)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return OctGenTransformer.from_octgen_config(
+        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=2, n_heads=2, **kw)).double()
+
+
+def same_tokens(xs, ys) -> bool:
+    return len(xs) == len(ys) and all(
+        len(x.structure) == len(y.structure) and all(torch.equal(a, b) for a, b in zip(x.structure, y.structure))
+        and torch.equal(x.payload, y.payload) for x, y in zip(xs, ys))
+
+
+def test_masked_counts_schedule():
+    n = torch.tensor([1, 5, 12, 40])
+    for S in (1, 3, 8, 40):
+        m = masked_counts(n, S)
+        assert m.shape == (S, 4)
+        assert (m[-1] == 0).all()
+        prev = n
+        for i in range(S):
+            assert ((m[i] < prev) | (prev == 0)).all()  # at least one token per step while any is masked
+            assert (m[i] >= 0).all()
+            prev = m[i]
+    # S = n is exactly one token per step.
+    assert masked_counts(torch.tensor([6]), 6)[:, 0].tolist() == [5, 4, 3, 2, 1, 0]
+
+
+def test_filter_logits_top_k_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
+
+
+def test_scheduler_reveals_most_confident_and_respects_padding():
+    cfg = SamplerConfig(steps=2, temperature=0.0)
+    sched = LevelScheduler(cfg)
+    valid = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    assert sched.set_level(valid) == 2
+    logits = torch.full((2, 4, 3), -10.0)
+    logits[..., 0] = torch.tensor([[0.0, 5.0, 1.0, 9.0], [3.0, 0.0, 7.0, 7.0]])  # confidence of value 0
+    tokens = torch.zeros(2, 4, 1, dtype=torch.long)
+    tokens, masked = sched.step(0, [logits], tokens, valid.clone())
+    # Row 0: floor(4 cos(pi/4)) = 2 stay masked, the two most confident (3 and 1) are revealed.
+    # Row 1 (2 real tokens): 1 stays masked, the less peaked one (1); padding is never masked.
+    assert masked.tolist() == [[True, False, True, False], [False, True, False, False]]
+    tokens, masked = sched.step(1, [logits], tokens, masked)
+    assert not masked.any()
+
+
+def test_children_of_level_matches_octree():
+    masks = [torch.tensor([0b10010110], dtype=torch.uint8), torch.tensor([3, 128, 17, 255], dtype=torch.uint8)]
+    octree = tokens_to_octree(masks + [torch.ones(2 + 1 + 2 + 8, dtype=torch.uint8)])
+    keys = torch.zeros(1, 1, dtype=torch.long)
+    valid = torch.ones(1, 1, dtype=torch.bool)
+    for d, m in enumerate(masks):
+        keys, valid = children_of_level(keys, m.long()[None], valid)
+        assert torch.equal(keys[0][valid[0]], octree.keys[d + 1])
+
+
+@pytest.mark.parametrize("steps", [2, None])
+def test_cached_and_recomputed_sampling_give_identical_tokens(steps):
+    model = tiny()
+    out = {}
+    for use_cache in (True, False):
+        sampler = OctreeSampler(model, SamplerConfig(steps=steps, use_cache=use_cache))
+        out[use_cache], stats = sampler.sample(4, generator=torch.Generator().manual_seed(3), return_stats=True)
+    assert same_tokens(out[True], out[False])
+    for t in out[True]:
+        t.octree()  # structurally valid
+        assert t.payload.shape == (t.tokens_per_level()[-1], len(PAYLOAD))
+        assert (t.payload < torch.tensor(PAYLOAD)).all()
+
+
+def test_one_seed_one_output():
+    model = tiny()
+    sampler = OctreeSampler(model, SamplerConfig(steps=3, top_k=50, top_p=0.95, choice_temperature=1.0))
+    a = sampler.sample(3, generator=torch.Generator().manual_seed(7))
+    b = sampler.sample(3, generator=torch.Generator().manual_seed(7))
+    c = sampler.sample(3, generator=torch.Generator().manual_seed(8))
+    assert same_tokens(a, b)
+    assert not same_tokens(a, c)
+
+
+def test_one_token_per_step_uses_level_size_steps():
+    model = tiny()
+    tokens, stats = OctreeSampler(model, SamplerConfig(steps=None)).sample(
+        1, generator=torch.Generator().manual_seed(0), return_stats=True)
+    assert stats["steps"] == tokens[0].tokens_per_level()
+
+
+def test_remask_runs_and_is_deterministic():
+    model = tiny()
+    sampler = OctreeSampler(model, SamplerConfig(steps=3, remask=True, choice_temperature=2.0))
+    a = sampler.sample(2, generator=torch.Generator().manual_seed(1))
+    b = sampler.sample(2, generator=torch.Generator().manual_seed(1))
+    assert same_tokens(a, b)
+
+
+def test_classifier_free_guidance_batched():
+    model = tiny(num_classes=2)
+    cond = Condition(class_labels=torch.tensor([0, 1]))
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    plain = OctreeSampler(model, SamplerConfig(steps=2)).sample(2, generator=g(), cond=cond)
+    w1 = OctreeSampler(model, SamplerConfig(steps=2, guidance_scale=1.0)).sample(2, generator=g(), cond=cond)
+    assert same_tokens(plain, w1)  # w = 1 is plain conditional sampling
+    w3, stats = OctreeSampler(model, SamplerConfig(steps=2, guidance_scale=3.0)).sample(
+        2, generator=g(), cond=cond, return_stats=True)
+    w3b = OctreeSampler(model, SamplerConfig(steps=2, guidance_scale=3.0, use_cache=False)).sample(
+        2, generator=g(), cond=cond)
+    assert same_tokens(w3, w3b)
+    assert not same_tokens(w3, plain)
