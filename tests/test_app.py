@@ -74,3 +74,21 @@ def test_molecule_viewer_rejects_bad_files(tmp_path):
         app.view_molecules(str(bad), 0)
     with pytest.raises(gr.Error):
         app.view_molecules(None, 0)
+
+
+def test_generate_tab_with_shipped_checkpoint():
+    names = app.molecule_checkpoints()
+    assert "qm9-xs" in names
+    glb, rows, sdf, summary = app.generate_molecules("qm9-xs", 2, 0, 1.0)
+    assert len(rows) == 2 and all(r[2] > 0 for r in rows)
+    from octgen.data.molecules import read_molecules
+    assert len(read_molecules(sdf)) == 2
+    again = app.generate_molecules("qm9-xs", 2, 0, 1.0)
+    assert again[1] == rows  # one seed, one output
+
+
+@pytest.mark.parametrize("args", [("nope", 2, 0, 1.0), ("qm9-xs", 0, 0, 1.0), ("qm9-xs", 500, 0, 1.0),
+                                  ("qm9-xs", 2, -1, 1.0), ("qm9-xs", 2, 0, 9.0), ("qm9-xs", "x", 0, 1.0)])
+def test_generate_tab_rejects_bad_settings(args):
+    with pytest.raises(gr.Error):
+        app.generate_molecules(*args)
