@@ -125,93 +125,24 @@ def sdf_to_band(sdf_fn: SdfFn, depth: int) -> ShapeBand:
 # --------------------------------------------------------------------------- meshes
 
 
-def mesh_to_sdf_fn(mesh, grid_depth: int = 6, samples: int | None = None, seed: int = 0,
-                   max_distance: float = 0.1) -> SdfFn:
-    """A signed distance function for a mesh that need not be watertight.
+def mesh_to_sdf_fn(mesh, resolution: int = 128, seed: int = 0) -> SdfFn:
+    """A signed distance function for a mesh already in [-1, 1]^3, watertight or not.
 
-    Magnitude: distance to the nearest of ``samples`` area-uniform surface points
-    (k-d tree). Sign: the cells of a ``2^grid_depth`` grid that the surface
-    touches are a wall; empty cells that a flood fill from the border cannot
-    reach are inside. Near the surface (inside a wall cell) the sign comes from
-    the nearest sample's face normal, each normal first oriented to point into
-    the flood-filled outside; where both sides of a face are outside (an open
-    sheet, a hole bigger than a cell) the surface becomes a thin shell of half
-    thickness ``0.75 * 2 / 2^(grid_depth-1)``. The mesh must already lie in [-1, 1]^3.
-    Magnitudes are exact up to ``max_distance`` and clamped beyond it (a k-d tree
-    search far from a surface is slow, and the tokenizer only reads the band).
+    Delegates to :func:`octgen.data.sdf.mesh_to_sdf`, the one mesh -> SDF of octgen
+    (exact distances near the surface, sign by flood fill and, where the flood leaks
+    through holes, by the generalised winding number; open sheets become thin slabs).
 
     Args:
-        mesh: ``trimesh.Trimesh`` with non-zero area.
-        grid_depth: resolution of the flood-fill grid.
-        samples: surface samples for the distance look-up; default about 40 per
-            wall cell (at least 300k), so that the wall has no gaps.
-        seed: sampling seed.
+        mesh: ``trimesh.Trimesh`` inside [-1, 1]^3 with non-zero area.
+        resolution: grid resolution of the distance field (128 resolves the
+            tokenizer's depth-6 band with a cell to spare).
+        seed: surface sampling seed.
     Returns:
         callable (N, 3) float tensor -> (N,) float32 tensor.
     """
-    import trimesh
-    from scipy import ndimage
-    from scipy.spatial import cKDTree
+    from ..data.sdf import mesh_to_sdf
 
-    res = 1 << grid_depth
-    hg = 2.0 / res
-    if samples is None:
-        samples = int(min(4_000_000, max(300_000, 40 * float(mesh.area) / hg ** 2)))
-    pts, face_idx = trimesh.sample.sample_surface(mesh, samples, seed=seed)
-    pts = np.concatenate([pts, np.asarray(mesh.vertices)])
-    normals = np.asarray(mesh.face_normals)[face_idx]
-    vert_normals = np.asarray(mesh.vertex_normals) if len(mesh.vertices) else np.zeros((0, 3))
-    normals = np.concatenate([normals, vert_normals])
-    nn_ok = np.isfinite(normals).all(1) & (np.linalg.norm(normals, axis=1) > 0.5)
-
-    def cell_of(p):
-        return np.clip(((p + 1.0) / hg).astype(np.int64), 0, res - 1)
-
-    wall = np.zeros((res,) * 3, dtype=bool)
-    c = cell_of(pts)
-    wall[c[:, 0], c[:, 1], c[:, 2]] = True
-    # Surface points are dense enough (~10 per wall cell) that the wall has no gaps.
-    inside = ndimage.binary_fill_holes(wall) & ~wall
-    # Orient each sample's normal: step 1.5 cells each way and ask the flood fill.
-    def state(p):  # +1 outside empty cell, -1 inside empty cell, 0 wall
-        cc = cell_of(p)
-        w = wall[cc[:, 0], cc[:, 1], cc[:, 2]]
-        ins = inside[cc[:, 0], cc[:, 1], cc[:, 2]]
-        return np.where(w, 0, np.where(ins, -1, 1))
-    fwd = state(pts + 1.5 * hg * normals)
-    bwd = state(pts - 1.5 * hg * normals)
-    flip = (fwd < bwd)  # normal points inward
-    normals = np.where(flip[:, None], -normals, normals)
-    sheet = (fwd == bwd) | ~nn_ok  # both sides alike (open sheet) or unknown
-    shell = 0.75 * 2 * hg
-    tree = cKDTree(pts)
-    near_wall = ndimage.distance_transform_edt(~wall) * hg <= max_distance + hg * 3 ** 0.5
-
-    def sdf(q: torch.Tensor) -> torch.Tensor:
-        qn = q.detach().cpu().numpy().astype(np.float64)
-        cc = cell_of(qn)
-        # k-d tree searches are slow far from a dense surface: only query near cells.
-        near = near_wall[cc[:, 0], cc[:, 1], cc[:, 2]]
-        dist = np.full(len(qn), np.inf)
-        idx = np.zeros(len(qn), dtype=np.int64)
-        if near.any():
-            dist[near], idx[near] = tree.query(qn[near], k=1, distance_upper_bound=max_distance)
-        far = ~np.isfinite(dist)
-        dist = np.where(far, max_distance, dist)
-        idx = np.where(far, 0, idx)
-        st = state(qn)
-        side = np.einsum("ij,ij->i", qn - pts[idx], normals[idx])
-        sign_near = np.where(side >= 0, 1.0, -1.0)
-        # Far points are never in a wall cell (the wall lies on the surface).
-        sgn = np.where(st == 0, sign_near, st.astype(np.float64))
-        near_sheet = sheet[idx] & ~far
-        val = np.where(near_sheet & (st >= 0), dist - shell, sgn * dist)
-        return torch.from_numpy(val.astype(np.float32))
-
-    return sdf
-
-
-# --------------------------------------------------------------------------- SDF -> mesh
+    return mesh_to_sdf(mesh, resolution=resolution, normalize=False, seed=seed)
 
 
 def grid_to_mesh(values_RRR: np.ndarray, depth: int):
