@@ -117,7 +117,8 @@ def run_procedural(model, args) -> list[dict]:
 
 def run_real(model, args) -> list[dict]:
     from ..data.meshes import load_mesh
-    from ..metrics.shapes import compare_meshes, grid_points, mesh_occupancy_grid
+    from ..data.sdf import cell_centres
+    from ..metrics.shapes import compare_meshes, mesh_occupancy_grid
     from ..octree.mesh import normalize_mesh
     from ..tokenize.shape_sdf import mesh_to_sdf_fn
 
@@ -131,7 +132,7 @@ def run_real(model, args) -> list[dict]:
             import torch
 
             sdf = mesh_to_sdf_fn(mesh)
-            pts = torch.from_numpy(grid_points(args.iou_res).astype(np.float32))
+            pts = torch.from_numpy(cell_centres(args.iou_res).astype(np.float32))
             ref_occ = (sdf(pts) < 0).numpy().reshape((args.iou_res,) * 3)
         m = compare_meshes(mesh, ref_occ, recon, n_surface=args.surface_samples)
         row = _row(path.name, tokens, t_enc, t_dec, m, recon)

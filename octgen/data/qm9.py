@@ -24,7 +24,6 @@ file (4-decimal SDF with perceived bonds, or 6-decimal XYZ) for other tools::
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +33,13 @@ import torch
 
 from ..errors import InputError
 from .molecules import SYMBOL_TO_Z, Molecule
+from .cache import cache_dir  # noqa: F401  (re-exported: callers use qm9.cache_dir)
 
 CACHE_VERSION = 1
 QM9_NUM_MOLECULES = 130_831
 SPLIT_SIZES = {"train": 100_000, "val": 17_748, "test": 13_083}
 SPLIT_SEED = 0
 _CSV_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
-
-
-def cache_dir() -> Path:
-    """octgen's data cache folder: ``$OCTGEN_CACHE`` or ``~/.cache/octgen``."""
-    return Path(os.environ.get("OCTGEN_CACHE", Path.home() / ".cache" / "octgen"))
 
 
 def qm9pack_data_dir() -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .cache import cache_dir as default_cache_dir
 from ..octree import children_keys, key_to_xyz, keys_to_octree, xyz_to_centres
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
@@ -326,8 +327,9 @@ def _cell_index(points_N3: np.ndarray, resolution: int) -> np.ndarray:
     return (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
 
 
-def _cell_centres(resolution: int) -> np.ndarray:
-    """(R^3, 3) cell centres of the R^3 grid over [-1, 1]^3, flat in [x, y, z] order."""
+def cell_centres(resolution: int) -> np.ndarray:
+    """(R^3, 3) float64 cell centres of the R^3 grid over [-1, 1]^3, flat in [x, y, z]
+    order (index ``(i * R + j) * R + k``)."""
     axis = -1 + (np.arange(resolution) + 0.5) * (2.0 / resolution)
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
 
@@ -358,7 +360,7 @@ def _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, n
         samples = np.concatenate([samples, verts[used]])
         face_idx = np.concatenate([face_idx, vert_face[used]])
     tree = cKDTree(samples)
-    centres = _cell_centres(resolution)
+    centres = cell_centres(resolution)
     # Only cells near the surface go through the k-d tree: far queries (e.g. the
     # centre of a sphere, equidistant to every sample) are what makes k-d trees slow.
     band = 1.75 * h
@@ -414,7 +416,7 @@ def _winding_labels(winding, centres, udf, wall, force: bool, flood_inside):
     resolution = wall.shape[0]
     h = 2.0 / resolution
     rc = max(4, resolution // 4)
-    coarse_in = np.abs(winding(_cell_centres(rc))) > 0.5
+    coarse_in = np.abs(winding(cell_centres(rc))) > 0.5
     if not force and flood_inside.mean() >= 0.5 * coarse_in.mean():
         return None
     inside = np.zeros(len(centres), dtype=bool)
@@ -445,10 +447,6 @@ def _wall_values(centres, closest, normal, dist, state_at, h: float) -> np.ndarr
     return np.where((front == -1) & (back == -1), -dist, value)
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("OCTGEN_CACHE", Path.home() / ".cache" / "octgen"))
-
-
 def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -474,7 +472,7 @@ def mesh_file_to_sdf(path, resolution: int = 128, margin: float = 0.1, cache: bo
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     key = f"{_file_digest(path)}-r{resolution}-m{margin:g}-v{MESH_SDF_CACHE_VERSION}"
-    target = Path(cache_dir or _cache_root() / "mesh_sdf") / f"{key}.npz"
+    target = Path(cache_dir or default_cache_dir() / "mesh_sdf") / f"{key}.npz"
     if cache and target.is_file():
         try:
             return GridSDF.load(target)

@@ -39,12 +39,11 @@ def _cells_to_grid(xyz_N3: np.ndarray, depth: int) -> np.ndarray:
 def sdf_to_voxels(sdf_fn, depth: int = VOXEL_DEPTH) -> np.ndarray:
     """(R, R, R) bool: cells that touch the solid (any of the 8 corners or the centre
     inside), the same quantity the mesh path measures (surface cells + enclosed)."""
+    from ..data.sdf import cell_centres, sdf_grid
+
     res = 1 << depth
-    lin = torch.linspace(-1, 1, res + 1)
-    corners = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
-    mid = (lin[:-1] + lin[1:]) / 2
-    centres = torch.stack(torch.meshgrid(mid, mid, mid, indexing="ij"), -1).reshape(-1, 3)
-    inside_c = (sdf_fn(corners) < 0).reshape(res + 1, res + 1, res + 1)
+    centres = torch.from_numpy(cell_centres(res)).float()
+    inside_c = sdf_grid(sdf_fn, res + 1) < 0  # the (res + 1)^3 cell corners
     any_corner = torch.zeros(res, res, res, dtype=torch.bool)
     for dx in (0, 1):
         for dy in (0, 1):
@@ -175,11 +174,12 @@ def train_shape_classifier(out_dir: str, n_train: int = 3000, n_val: int = 300, 
     Returns the validation metrics (also written to ``out_dir/metrics.json``).
     """
     import json
-    import os
     import time
     from pathlib import Path
 
-    cache = Path(os.environ.get("OCTGEN_CACHE", Path.home() / ".cache" / "octgen")) / "classifier"
+    from ..data.cache import cache_dir
+
+    cache = cache_dir() / "classifier"
     cache.mkdir(parents=True, exist_ok=True)
 
     def cached(split, n):

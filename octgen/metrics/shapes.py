@@ -16,17 +16,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-
-def grid_points(res: int) -> np.ndarray:
-    """(res^3, 3) float64 cell centres of a res^3 grid over [-1, 1]^3, x-major."""
-    h = 2.0 / res
-    ax = np.arange(res) * h + (h / 2 - 1.0)
-    return np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), axis=-1).reshape(-1, 3)
+from ..data.sdf import cell_centres
 
 
 def sdf_occupancy_grid(sdf_fn: Callable, res: int = 128) -> np.ndarray:
     """(res, res, res) bool: ``sdf < 0`` at the cell centres."""
-    pts = torch.from_numpy(grid_points(res).astype(np.float32))
+    pts = torch.from_numpy(cell_centres(res).astype(np.float32))
     vals = torch.cat([torch.as_tensor(sdf_fn(pts[i:i + (1 << 17)])).reshape(-1) for i in range(0, len(pts), 1 << 17)])
     return (vals < 0).numpy().reshape(res, res, res)
 

@@ -30,10 +30,9 @@ _EVAL_CHUNK = 1 << 17
 def grid_centres(depth: int) -> torch.Tensor:
     """(R^3, 3) float32 cell centres of the ``R = 2^depth`` grid, x-major (index
     ``(i * R + j) * R + k``)."""
-    res = 1 << depth
-    h = 2.0 / res
-    ax = torch.arange(res, dtype=torch.float32) * h + (h / 2 - 1.0)
-    return torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), dim=-1).reshape(-1, 3)
+    from ..data.sdf import cell_centres
+
+    return torch.from_numpy(cell_centres(1 << depth)).float()
 
 
 def sdf_to_grid(sdf_fn: SdfFn, depth: int) -> torch.Tensor:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,7 +163,9 @@ def normalise_sdf(sdf_fn, margin: float = 0.05, probe_depth: int = 5):
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("OCTGEN_CACHE", Path.home() / ".cache" / "octgen")) / "vqvae"
+    from ..data.cache import cache_dir
+
+    return cache_dir() / "vqvae"
 
 
 def _source_sdfs(data: str, split: str, n: int, seed: int):
