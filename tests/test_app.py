@@ -1,4 +1,6 @@
-"""The Gradio app's octree explorer (handlers called directly, and a served page)."""
+"""The Gradio app: handlers called directly (explorer, molecules, shape generation) and the demo build."""
+import os
+
 import gradio as gr
 import pytest
 import trimesh
@@ -92,3 +94,169 @@ def test_generate_tab_with_shipped_checkpoint():
 def test_generate_tab_rejects_bad_settings(args):
     with pytest.raises(gr.Error):
         app.generate_molecules(*args)
+
+
+# --------------------------------------------------------------------------- shape generation tab
+@pytest.fixture(scope="module")
+def untrained_shape_dir(tmp_path_factory):
+    from octgen.pipeline.shape import make_untrained_shape_pipeline
+
+    return make_untrained_shape_pipeline(tmp_path_factory.mktemp("shape-pipeline"))
+
+
+@pytest.fixture
+def shape_checkpoint(untrained_shape_dir, monkeypatch):
+    monkeypatch.setenv(app.SHAPE_CHECKPOINT_ENV, str(untrained_shape_dir))
+    return untrained_shape_dir
+
+
+@pytest.fixture
+def no_shape_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv(app.SHAPE_CHECKPOINT_ENV, str(tmp_path / "missing"))
+
+
+def _stroke_sketch(size=96):
+    """White RGB canvas with a black rectangle outline and a diagonal."""
+    import numpy as np
+
+    img = np.full((size, size, 3), 255, dtype=np.uint8)
+    img[20:24, 20:76] = img[72:76, 20:76] = 0
+    img[20:76, 20:24] = img[20:76, 72:76] = 0
+    for i in range(20, 76):
+        img[i, i - 1:i + 2] = 0
+    return img
+
+
+def _editor_value(strokes):
+    """The dict a gr.Sketchpad(type="numpy", image_mode="RGB") passes to its handler."""
+    import numpy as np
+
+    white = np.full_like(strokes, 255)
+    return {"background": white, "layers": [strokes.copy()], "composite": strokes}
+
+
+def _check_glb(path):
+    assert path.endswith(".glb")
+    mesh = trimesh.load(path, force="mesh")
+    assert len(mesh.faces) > 0
+    return mesh
+
+
+STAGES = {"encode_condition", "decode", "marching_cubes", "total"}
+
+
+def test_shape_tab_prompt_gives_glb_timings_and_downloads(shape_checkpoint):
+    glb, download, summary, timings = app.generate_shape("Prompt", "  a mug with a handle ", None, 3.0, 0, "GLB")
+    mesh = _check_glb(glb)
+    assert download == glb
+    assert STAGES <= set(timings) and any(k.startswith("sample_level_") for k in timings)
+    assert all(v >= 0 for v in timings.values()) and timings["total"] > 0
+    assert f"{len(mesh.faces):,} faces" in summary and "watertight" in summary
+    assert '"a mug with a handle"' in summary  # the cleaned prompt that was used
+    # One seed, one shape; every call writes to its own fresh folder.
+    glb2, obj, _, _ = app.generate_shape("Prompt", "a mug with a handle", None, 3.0, 0, "OBJ")
+    assert os.path.dirname(glb2) != os.path.dirname(glb)
+    assert obj.endswith(".obj") and os.path.dirname(obj) == os.path.dirname(glb2)
+    assert len(trimesh.load(obj, force="mesh").faces) == len(mesh.faces)
+    assert len(trimesh.load(glb2, force="mesh").faces) == len(mesh.faces)
+    assert not [f for f in os.listdir(os.path.dirname(glb2)) if ".part" in f]  # atomic writes left nothing
+
+
+def test_shape_tab_sketch_array_and_editor_dict(shape_checkpoint):
+    strokes = _stroke_sketch()
+    glb, _, summary, timings = app.generate_shape("Sketch", "ignored prompt", strokes, 2.0, 1, "GLB")
+    _check_glb(glb)
+    assert "the sketch" in summary and STAGES <= set(timings)
+    glb_dict, stl, _, _ = app.generate_shape("Sketch", "", _editor_value(strokes), 2.0, 1, "STL")
+    # The same drawing as an ImageEditor dict gives the same shape.
+    assert len(trimesh.load(glb_dict, force="mesh").faces) == len(trimesh.load(glb, force="mesh").faces)
+    assert stl.endswith(".stl") and len(trimesh.load(stl).faces) > 0
+
+
+def test_shape_tab_unconditional(shape_checkpoint):
+    glb, download, summary, timings = app.generate_shape("Nothing (unconditional)", "", None, 0, 0, "GLB")
+    _check_glb(glb)
+    assert "unconditional" in summary and download == glb and STAGES <= set(timings)
+
+
+def _blank_dict():
+    import numpy as np
+
+    white = np.full((64, 64, 3), 255, dtype=np.uint8)
+    return {"background": white, "layers": [white.copy()], "composite": white}
+
+
+@pytest.mark.parametrize("args, match", [
+    (("Prompt", "", None, 3.0, 0), "prompt is empty"),
+    (("Prompt", "   \n ", None, 3.0, 0), "prompt is empty"),
+    (("Prompt", None, None, 3.0, 0), "prompt is empty"),
+    (("Prompt", "x" * 600, None, 3.0, 0), "characters"),
+    (("Sketch", "a mug", None, 3.0, 0), "sketch is empty"),
+    (("Sketch", "", "blank-array", 3.0, 0), "sketch is blank"),
+    (("Sketch", "", "blank-dict", 3.0, 0), "sketch is blank"),
+    (("Sketch", "", {"background": None, "layers": [], "composite": None}, 3.0, 0), "sketch is empty"),
+    (("Prompt", "a mug", None, 3.0, -1), "seed"),
+    (("Prompt", "a mug", None, 3.0, 1.5), "seed"),
+    (("Prompt", "a mug", None, 3.0, "x"), "seed"),
+    (("Prompt", "a mug", None, 3.0, None), "seed"),
+    (("Prompt", "a mug", None, 3.0, 2**64), "seed"),
+    (("Prompt", "a mug", None, -0.5, 0), "guidance"),
+    (("Prompt", "a mug", None, 10.5, 0), "guidance"),
+    (("Prompt", "a mug", None, float("nan"), 0), "guidance"),
+    (("Prompt", "a mug", None, None, 0), "guidance"),
+    (("Text", "a mug", None, 3.0, 0), "condition"),
+])
+def test_shape_tab_rejects_bad_input(shape_checkpoint, args, match):
+    import numpy as np
+
+    args = list(args)
+    if args[2] == "blank-array":
+        args[2] = np.full((64, 64, 3), 255, dtype=np.uint8)
+    elif args[2] == "blank-dict":
+        args[2] = _blank_dict()
+    with pytest.raises(gr.Error, match=match) as info:
+        app.generate_shape(*args)
+    message = str(info.value.message)
+    assert "\n" not in message and "Traceback" not in message and message[0].isupper()
+
+
+def test_shape_tab_rejects_bad_format(shape_checkpoint):
+    with pytest.raises(gr.Error, match="format"):
+        app.generate_shape("Prompt", "a mug", None, 3.0, 0, "FBX")
+
+
+def test_shape_tab_without_checkpoint(no_shape_checkpoint):
+    with pytest.raises(gr.Error, match="No shape checkpoint is installed.*octgen train configs/shapes-xs.json"):
+        app.generate_shape("Prompt", "a mug with a handle", None, 3.0, 0)
+
+
+def test_shape_checkpoint_defaults_to_shapes_xs(monkeypatch):
+    monkeypatch.delenv(app.SHAPE_CHECKPOINT_ENV, raising=False)
+    assert app.shape_checkpoint() == app.ROOT / "checkpoints" / "shapes-xs"
+
+
+def test_shape_checkpoint_of_wrong_modality(monkeypatch):
+    monkeypatch.setenv(app.SHAPE_CHECKPOINT_ENV, str(app.CHECKPOINTS / "qm9-xs"))
+    with pytest.raises(gr.Error, match="not a shape one"):
+        app.generate_shape("Nothing (unconditional)", "", None, 3.0, 0)
+
+
+def _components(demo, kind):
+    return [b for b in demo.blocks.values() if isinstance(b, kind)]
+
+
+def test_demo_builds_with_shape_checkpoint(shape_checkpoint):
+    demo = app.build_demo()
+    tabs = [t.label for t in _components(demo, gr.Tab)]
+    assert tabs[0] == "Generate shapes" and "Generate molecules" in tabs
+    assert len(_components(demo, gr.Sketchpad)) == 1
+    [slider] = [s for s in _components(demo, gr.Slider) if s.label.startswith("Guidance")]
+    assert slider.value == 3.0 and slider.minimum == 0 and slider.maximum == 10  # the checkpoint's default
+
+
+def test_demo_builds_without_shape_checkpoint(no_shape_checkpoint):
+    demo = app.build_demo()
+    assert [t.label for t in _components(demo, gr.Tab)][0] == "Generate shapes"
+    assert not _components(demo, gr.Sketchpad)
+    notes = [m.value for m in _components(demo, gr.Markdown) if "No shape checkpoint" in (m.value or "")]
+    assert len(notes) == 1 and "octgen train configs/shapes-xs.json" in notes[0] and "\n" not in notes[0]

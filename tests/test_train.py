@@ -107,3 +107,21 @@ def test_shipped_configs_parse():
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json")):
         c = TrainConfig.from_file(path)
         config_for_size(c.model_size, depth=6, payload_vocab_sizes=(5, 24, 24, 24), **c.model)
+
+
+def test_length_bucketed_batches_cover_every_sequence_and_pad_little():
+    from octgen.train.trainer import draw_batch
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(100, 2000, (1000,))
+    order = torch.argsort(lengths, stable=True)
+    counts = torch.zeros(1000)
+    spread = []
+    for _ in range(3000):
+        idx = draw_batch(order, 16, g, 64)
+        counts[idx] += 1
+        spread.append(int(lengths[idx].max() - lengths[idx].min()))
+    assert counts.min() > 0.3 * counts.mean() and counts.max() < 3 * counts.mean()
+    assert sum(spread) / len(spread) < 0.15 * 1900  # uniform batches of 16 would span about 1700
+    assert draw_batch(order, 4, torch.Generator().manual_seed(1), 0) == \
+        torch.randint(1000, (4,), generator=torch.Generator().manual_seed(1)).tolist()

@@ -12,6 +12,7 @@ BENCHES = {
     "mesh-sdf": ("octgen.bench.mesh_sdf", "real meshes -> SDF grids: sign agreement, Chamfer, watertightness"),
     "qm9-tokenizer": ("octgen.bench.qm9_tokenizer", "molecule tokenizer round trip, collisions and token counts on QM9"),
     "tokenizer": ("octgen.bench.tokenizer", "shape tokenizer: reconstruction IoU / Chamfer / normals, tokens, speed"),
+    "shapes": ("octgen.bench.shapes", "shape generator: prompt / sketch fidelity, MMD / COV / 1-NNA, text -> mesh speed"),
 }
 
 

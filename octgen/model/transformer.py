@@ -72,11 +72,22 @@ class Condition:
         embeds: (B, P', cond_dim) embeddings from a frozen condition encoder.
         drop_B: (B,) bool, True for rows that get the "no condition" tokens
             (condition dropout in training, the unconditional half of CFG).
+        embeds_mask: (B, P') bool, True at real embedding positions; the others
+            (padding of short prompts, say) get the learned "no condition" token.
     """
 
     class_labels: torch.Tensor | None = None
     embeds: torch.Tensor | None = None
     drop_B: torch.Tensor | None = None
+    embeds_mask: torch.Tensor | None = None
+
+    def repeat2(self, device=None) -> "Condition":
+        """Rows twice over, the second copy dropped: the batch of one CFG forward."""
+        twice = [None if t is None else torch.cat([t, t]) for t in (self.class_labels, self.embeds)]
+        mask = None if self.embeds_mask is None else torch.cat([self.embeds_mask, self.embeds_mask])
+        B = self.batch_size()
+        drop = torch.arange(2 * B, device=device) >= B
+        return Condition(twice[0], twice[1], drop, mask)
 
     def batch_size(self) -> int | None:
         for t in (self.class_labels, self.embeds, self.drop_B):
@@ -289,7 +300,10 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             if cond.embeds is None:
                 raise ValueError("this model is conditioned on embeddings: pass cond.embeds")
             e = self.cond_proj(cond.embeds)  # (B, P', C)
-            parts.append(torch.where(drop[:, None, None], self.null_cond.expand_as(e), e))
+            off = drop[:, None].expand(e.shape[:2])
+            if cond.embeds_mask is not None:
+                off = off | ~cond.embeds_mask.to(off.device)
+            parts.append(torch.where(off[..., None], self.null_cond.to(e.dtype).expand_as(e), e))
         return torch.cat(parts, dim=1)
 
     # ---------------------------------------------------------------- forward

@@ -1,7 +1,9 @@
 """Pipelines chaining condition encoder, sampler and tokenizer decode.
 
-``OctGenPipeline`` lives in :mod:`octgen.pipeline.pipeline`; it is imported
-lazily so ``import octgen.pipeline`` stays light.
+``OctGenPipeline`` (molecules) lives in :mod:`octgen.pipeline.pipeline`,
+``ShapePipeline`` (meshes from prompts / sketches) in :mod:`octgen.pipeline.shape`;
+``load_pipeline(dir)`` picks by the checkpoint's modality. They are imported lazily
+so ``import octgen.pipeline`` stays light.
 """
 
 
@@ -9,4 +11,7 @@ def __getattr__(name):
     if name in ("OctGenPipeline", "save_pipeline"):
         from . import pipeline
         return getattr(pipeline, name)
+    if name in ("ShapePipeline", "save_shape_pipeline", "load_pipeline", "ShapeResult"):
+        from . import shape
+        return getattr(shape, name)
     raise AttributeError(name)

