@@ -125,3 +125,25 @@ def test_length_bucketed_batches_cover_every_sequence_and_pad_little():
     assert sum(spread) / len(spread) < 0.15 * 1900  # uniform batches of 16 would span about 1700
     assert draw_batch(order, 4, torch.Generator().manual_seed(1), 0) == \
         torch.randint(1000, (4,), generator=torch.Generator().manual_seed(1)).tolist()
+
+
+def test_level_sampling_weights():
+    from octgen.train.objective import level_weights
+
+    sizes = [1, 8, 20, 100, 600]
+    assert level_weights(sizes, "tokens").tolist() == [1.0, 8.0, 20.0, 100.0, 600.0]
+    w = level_weights(sizes, "sqrt")
+    assert torch.allclose(w, torch.tensor(sizes, dtype=torch.float).sqrt())
+    assert level_weights([1, 0, 3], "uniform").tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError):
+        level_weights(sizes, "log")
+    # Drawn targets follow the weights: the root is a target far more often with sqrt.
+    from octgen.model.sequence import NodeSequence
+    seq = NodeSequence(torch.cat([torch.full((n,), d) for d, n in enumerate(sizes)]),
+                       torch.ones(sum(sizes), dtype=torch.long), torch.zeros(sum(sizes), 1, dtype=torch.long),
+                       torch.zeros(sum(sizes), 3), sizes)
+    from octgen.train.objective import make_training_batch
+    g = torch.Generator().manual_seed(0)
+    roots = {m: sum(int(make_training_batch([seq], 1, g, m).masked_BT[0, 0]) for _ in range(400))
+             for m in ("tokens", "sqrt")}
+    assert roots["tokens"] < 5 and roots["sqrt"] > 5

@@ -66,8 +66,12 @@ def add_arguments(p) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the checkpoint's)")
     p.add_argument("--steps", type=int_in_range(1, 10_000), default=None,
                    help="sampling steps per level (default: the checkpoint's)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: the checkpoint's)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
                    help="generation seed; shape i of the test split uses seed + i (default 0)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="held-out split (default test; tune sampler settings on val)")
     p.add_argument("--data-seed", type=int_in_range(0, 2**62), default=0, help="dataset seed (default 0)")
     p.add_argument("--iou-res", type=int_in_range(16, 256), default=128,
                    help="grid for the sketch IoU (default 128^3)")
@@ -122,8 +126,8 @@ class Item:
     named: list[str]  # measurable attributes the prompt names
 
 
-def split_sources_references(categories: list[str], k: int, data_seed: int):
-    """Per category, the test indices of ``k`` source and ``k`` reference shapes.
+def split_sources_references(categories: list[str], k: int, data_seed: int, split: str = "test"):
+    """Per category, the ``split`` indices of ``k`` source and ``k`` reference shapes.
 
     Returns:
         (dataset, {category: (source indices, reference indices)}).
@@ -132,7 +136,7 @@ def split_sources_references(categories: list[str], k: int, data_seed: int):
 
     size = 1000
     while True:
-        ds = ShapeDataset("test", size=size, seed=data_seed)
+        ds = ShapeDataset(split, size=size, seed=data_seed)
         cats = ds.categories()  # no geometry is built
         picked = {c: [i for i, ci in enumerate(cats) if ci == c][:2 * k] for c in categories}
         if all(len(v) == 2 * k for v in picked.values()):
@@ -347,6 +351,10 @@ def run(args) -> dict:
     overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    if args.temperature is not None:
+        if not 0 <= args.temperature <= 10:
+            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
+        overrides["temperature"] = args.temperature
 
     t0 = time.perf_counter()
     pipe = ShapePipeline.from_pretrained(ckpt)
@@ -355,7 +363,7 @@ def run(args) -> dict:
     machine = machine_info()
     _log(f"checkpoint {ckpt} ({load_s:.1f} s to load); {machine['summary']}")
 
-    ds, picked = split_sources_references(categories, args.per_category, args.data_seed)
+    ds, picked = split_sources_references(categories, args.per_category, args.data_seed, args.split)
     items = [it for c in categories for it in make_items(ds, picked[c][0], args.caption, args.seed)]
 
     t0 = time.perf_counter()
@@ -383,8 +391,9 @@ def run(args) -> dict:
         "sampler": {**vars(pipe.sampler_config), **overrides}, "machine": machine, "targets": TARGETS,
         "settings": {"per_category": args.per_category, "categories": categories, "caption": args.caption,
                      "sketch_views": args.sketch_views, "guidance": args.guidance, "steps": args.steps,
+                     "temperature": args.temperature,
                      "seed": args.seed, "data_seed": args.data_seed, "iou_res": args.iou_res,
-                     "surface_points": args.surface_points, "split": "test",
+                     "surface_points": args.surface_points, "split": args.split,
                      "classifier": str(clf_dir)},
         "prompt_fidelity": {**prompt_summary(prompt_rows), "per_category": by_category(prompt_rows, prompt_summary)},
         "sketch_fidelity": ({**sketch_summary(sketch_rows), "per_category": by_category(sketch_rows, sketch_summary)}

@@ -1,4 +1,5 @@
-"""Command-line interface (``octgen``)."""
-from .main import main
+"""Command-line interface (``octgen``): the entry point is :func:`octgen.cli.main.main`.
 
-__all__ = ["main"]
+Nothing is imported here, so ``python -m octgen.cli.main`` (the form ``accelerate
+launch`` uses) runs without a "found in sys.modules" warning.
+"""

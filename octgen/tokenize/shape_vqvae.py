@@ -351,16 +351,20 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def tokens_to_grid(self, tokens: OctreeTokens, threshold: float = 0.5, clamp_off_band: bool = True,
-                       fill: str = "nearest") -> np.ndarray:
+                       fill: str = "structure") -> np.ndarray:
         """Decode tokens to the (R, R, R) SDF grid at the fine depth, in cell units.
 
         Cells the decoder reaches get its prediction; in the last split the cells
         predicted to lie off the band are pushed to at least one cell from the
         surface (the band's definition). All other cells are ±``sdf_clip``: with
-        ``fill="nearest"`` (default) each takes the sign of the nearest decoded
-        cell; with ``"flood"`` the cells enclosed by the decoded cells are inside,
-        which one missed band cell breaks (a sphere decoded by an early checkpoint:
-        IoU 0.18 with "flood", 0.97 with "nearest").
+        ``fill="structure"`` (default) the cells of empty depth-T nodes are inside
+        when the token octree encloses them, and unreached cells of occupied nodes
+        take the sign of the nearest decoded cell (15 validation shapes: IoU 0.915
+        against 0.893 for "nearest"; generated codes can no longer flip whole
+        regions); with ``"nearest"`` every unreached cell takes the sign of the
+        nearest decoded cell; with ``"flood"`` the cells enclosed by the decoded
+        cells are inside, which one missed band cell breaks (a sphere decoded by
+        an early checkpoint: IoU 0.18 with "flood", 0.97 with "nearest").
         """
         from scipy import ndimage
 
@@ -390,20 +394,38 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
         grid[xyz[:, 0], xyz[:, 1], xyz[:, 2]] = sdf.clamp(-cfg.sdf_clip, cfg.sdf_clip).numpy()
         if fill == "flood":
             inside = ndimage.binary_fill_holes(reached) & ~reached
+        elif fill == "structure":
+            # Cells of empty depth-T nodes: inside when the token octree encloses them
+            # (flood fill of the depth-T grid from its border, 6-connected: a surface
+            # cannot be crossed without passing through an occupied cell), so code
+            # errors cannot fill whole regions; unreached cells of occupied depth-T
+            # nodes take the sign of the nearest decoded cell, as with "nearest".
+            rt = 1 << cfg.token_depth
+            occ_t = np.zeros((rt,) * 3, dtype=bool)
+            xt = key_to_xyz(keys_t).numpy()
+            occ_t[xt[:, 0], xt[:, 1], xt[:, 2]] = True
+            free = np.pad(~occ_t, 1, constant_values=True)
+            labels, _ = ndimage.label(free)
+            enclosed_t = (labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]) & ~occ_t
+            f = 1 << (cfg.fine_depth - cfg.token_depth)
+            up = lambda a: a.repeat(f, 0).repeat(f, 1).repeat(f, 2)
+            _, (ix, iy, iz) = ndimage.distance_transform_edt(~reached, return_indices=True)
+            near_inside = grid[ix, iy, iz] < 0
+            inside = np.where(up(occ_t), near_inside, up(enclosed_t)) & ~reached
         elif fill == "nearest":
             # Sign of the nearest decoded cell: unlike a flood fill, one missing band
             # cell cannot flip a whole interior to outside.
             _, (ix, iy, iz) = ndimage.distance_transform_edt(~reached, return_indices=True)
             inside = (grid[ix, iy, iz] < 0) & ~reached
         else:
-            raise ValueError(f"fill must be 'flood' or 'nearest', got {fill!r}")
+            raise ValueError(f"fill must be 'structure', 'flood' or 'nearest', got {fill!r}")
         grid[~reached] = cfg.sdf_clip
         grid[inside] = -cfg.sdf_clip
         return grid
 
     @torch.no_grad()
     def decode(self, tokens: OctreeTokens, threshold: float = 0.5, clamp_off_band: bool = True,
-               fill: str = "nearest", min_part: float = 0.02):
+               fill: str = "structure", min_part: float = 0.02):
         """Tokens to a watertight ``trimesh.Trimesh`` in [-1, 1]^3: marching cubes on
         the decoded SDF grid (see :meth:`tokens_to_grid` for the options), then
         connected parts with less than ``min_part`` of the largest part's area are

@@ -29,6 +29,9 @@ class TrainConfig:
         batch_size: sequences per micro-batch per process.
         length_bucket: 0 draws batches uniformly; N > 0 draws each batch among N
             sequences of similar length (less padding, same coverage).
+        level_sampling: how each row's target level is drawn: ``"tokens"``
+            (proportional to its token count), ``"sqrt"`` or ``"uniform"``
+            (see :func:`octgen.train.objective.level_weights`).
         grad_accum: micro-batches per optimiser step.
         lr, weight_decay, betas, grad_clip: AdamW settings.
         warmup_steps, max_steps: cosine schedule with linear warmup, in optimiser steps.
@@ -58,6 +61,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     batch_size: int = 32
     length_bucket: int = 0
+    level_sampling: str = "tokens"
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -79,6 +83,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.dataset not in ("qm9", "synthetic", "shapes"):
             raise InputError(f"train config: dataset must be 'qm9', 'shapes' or 'synthetic', got '{self.dataset}'")
+        if self.level_sampling not in ("tokens", "sqrt", "uniform"):
+            raise InputError(f"train config: level_sampling must be tokens, sqrt or uniform, got '{self.level_sampling}'")
         unknown = sorted(set(self.shapes) - set(SHAPES_DEFAULTS))
         if unknown:
             raise InputError(f"train config: unknown shapes setting '{unknown[0]}' "

@@ -10,8 +10,11 @@ at least one token) and drops the finer levels (they are invisible to level t).
 The loss is the cross-entropy on the masked tokens of level t only. This is
 exactly the situation of every sampler step.
 
-Target levels are drawn with probability proportional to their number of tokens,
-so every token is a prediction target equally often.
+Target levels are drawn with probability proportional to their number of tokens
+(every token is a prediction target equally often: right for molecules), or to
+its square root (``level_sampling="sqrt"``: shape octrees have ~600 leaves under
+one root, and the root's child mask, which fixes the global layout, would
+otherwise be a target once per 600 tokens).
 """
 from __future__ import annotations
 
@@ -24,21 +27,42 @@ from ..model.sequence import NodeSequence, pad_nodes
 from ..model.transformer import Condition, NodeInputs, OctGenTransformer
 
 
+LEVEL_SAMPLING = ("tokens", "sqrt", "uniform")
+
+
+def level_weights(level_sizes: list[int], mode: str = "tokens") -> torch.Tensor:
+    """Probability weights of the target levels of one sequence.
+
+    ``"tokens"``: proportional to the level's token count (every token is a target
+    equally often; the root of a shape octree is then 1 target in 600);
+    ``"sqrt"``: proportional to its square root (coarse levels, which fix the global
+    layout, are trained far more often); ``"uniform"``: every level alike.
+    """
+    sizes = torch.tensor(level_sizes, dtype=torch.float)
+    if mode == "tokens":
+        return sizes
+    if mode == "sqrt":
+        return sizes.sqrt()
+    if mode == "uniform":
+        return (sizes > 0).float()
+    raise ValueError(f"level sampling must be one of {LEVEL_SAMPLING}, got {mode!r}")
+
+
 def make_training_batch(seqs: list[NodeSequence], n_payload: int,
-                        generator: torch.Generator | None = None) -> NodeInputs:
+                        generator: torch.Generator | None = None, level_sampling: str = "tokens") -> NodeInputs:
     """Pick a target level per sequence, mask part of it, cut finer levels, pad.
 
     Args:
         seqs: node sequences of the batch.
         n_payload: payload width P.
         generator: drives the level choice, the mask ratio and the masked positions.
+        level_sampling: how target levels are drawn (:func:`level_weights`).
     Returns:
         A padded batch whose ``masked_BT`` marks the prediction targets.
     """
     rows, masked_rows = [], []
     for s in seqs:
-        sizes = torch.tensor(s.level_sizes, dtype=torch.float)
-        t = int(torch.multinomial(sizes, 1, generator=generator))
+        t = int(torch.multinomial(level_weights(s.level_sizes, level_sampling), 1, generator=generator))
         sl = s.level_slice(t)
         n = sl.stop - sl.start
         ratio = math.cos(math.pi / 2 * float(torch.rand((), generator=generator)))

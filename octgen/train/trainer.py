@@ -208,7 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         for micro in range(cfg.grad_accum):
             g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
             idx = draw_batch(by_length, cfg.batch_size, g, cfg.length_bucket)
-            batch = make_training_batch([ds[i] for i in idx], n_payload, g).to(accelerator.device)
+            batch = make_training_batch([ds[i] for i in idx], n_payload, g,
+                                        cfg.level_sampling).to(accelerator.device)
             if shapes:
                 conds = [t.to(accelerator.device) for t in
                          ds.condition_batch(idx, g, float(cfg.shapes["p_text"]), float(cfg.shapes["p_sketch"]))]
