@@ -273,3 +273,19 @@ def test_sampler_overrides_are_recorded(ckpt, tmp_path, capsys):
     assert all(math.isfinite(v) and v >= 0 for v in row["timings"].values())
     if row["files"]:
         assert np.isfinite(trimesh.load(out / row["files"][0], force="mesh").vertices).all()
+
+
+def test_shipped_checkpoint_end_to_end(tmp_path, capsys, sketch_pngs):
+    """The shipped checkpoints/shapes-xs (default --checkpoint): a prompt and a sketch
+    each give a non-empty watertight mesh and a manifest line."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "checkpoints" / "shapes-xs" / "pipeline.json").is_file()
+    _, pngs = sketch_pngs
+    for i, flags in enumerate([("--prompt", "a mug with a handle"), ("--sketch", pngs[0])]):
+        out = tmp_path / f"o{i}"
+        code, _, err = _run(capsys, "generate", "shape", *flags, "--seed", "0", "--format", "glb", "--out", out)
+        assert code == 0, err
+        [row] = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+        assert row["files"] and row["watertight"] and row["faces"] > 0
+        mesh = trimesh.load(out / row["files"][0], force="mesh")
+        assert len(mesh.faces) == row["faces"]

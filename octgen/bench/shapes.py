@@ -69,7 +69,7 @@ def add_arguments(p) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: the checkpoint's)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
-                   help="generation seed; shape i of the test split uses seed + i (default 0)")
+                   help="generation seed; shape i of the split uses seed + i (default 0)")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="held-out split (default test; tune sampler settings on val)")
     p.add_argument("--data-seed", type=int_in_range(0, 2**62), default=0, help="dataset seed (default 0)")
@@ -422,7 +422,7 @@ def print_report(r: dict) -> None:
     """The readable table on stdout."""
     s, p, sk, d = r["settings"], r["prompt_fidelity"], r["sketch_fidelity"], r["distribution"]
     print(f"octgen bench shapes: {r['checkpoint']}  ({r['machine']['summary']})")
-    print(f"held-out test split (data seed {s['data_seed']}), {s['per_category']} source + {s['per_category']} "
+    print(f"held-out {s['split']} split (data seed {s['data_seed']}), {s['per_category']} source + {s['per_category']} "
           f"reference shapes per category, caption {s['caption']}, {s['sketch_views']} sketch view(s), seed "
           f"{s['seed']}, guidance {r['sampler']['guidance_scale']}, steps {r['sampler']['steps']}")
     head = f"{'category':<10} {'n':>3}  {'cat acc':>7}  {'attr acc':>8}  {'IoU mean':>8}  {'IoU med':>7}  " \
