@@ -44,6 +44,15 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _add_checkpoint_and_sampling(p, checkpoint_help: str) -> None:
+    """--checkpoint, --steps and --temperature, shared by every generate command."""
+    p.add_argument("--checkpoint", metavar="DIR", default=None, help=checkpoint_help)
+    p.add_argument("--steps", type=int_in_range(0, 100_000), default=None,
+                   help="unmasking steps per octree level (default: the checkpoint's; 0 = one token per step)")
+    p.add_argument("--temperature", type=_positive_float, default=None,
+                   help="sampling temperature (default: the checkpoint's; 0 = greedy)")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate shapes or molecules with a trained checkpoint",
                        description="Generate samples with a trained OctGen checkpoint.")
@@ -54,12 +63,7 @@ def add_parser(sub) -> None:
     m.add_argument("--num", type=int_in_range(1, 10_000_000), default=10, help="number of molecules (default 10)")
     m.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=0, help="random seed (default 0)")
     m.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    m.add_argument("--checkpoint", metavar="DIR", default=None,
-                   help=f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
-    m.add_argument("--steps", type=int_in_range(0, 100_000), default=None,
-                   help="unmasking steps per octree level (default: the checkpoint's; 0 = one token per step)")
-    m.add_argument("--temperature", type=_positive_float, default=None,
-                   help="sampling temperature (default: the checkpoint's; 0 = greedy)")
+    _add_checkpoint_and_sampling(m, f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
     m.add_argument("--batch-size", type=int_in_range(1, 100_000), default=500,
                    help="molecules sampled together (default 500)")
     m.set_defaults(func=run_molecule)
@@ -156,12 +160,7 @@ def _add_shape_parser(gsub) -> None:
                         "1: no extra guidance; default: the checkpoint's); needs a prompt or sketch")
     s.add_argument("--format", choices=SHAPE_FORMATS, default="glb", help="mesh file format (default glb)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
-    s.add_argument("--checkpoint", metavar="DIR", default=None,
-                   help=f"shape pipeline folder (default: the shipped {DEFAULT_SHAPE_CHECKPOINT})")
-    s.add_argument("--steps", type=int_in_range(0, 100_000), default=None,
-                   help="unmasking steps per octree level (default: the checkpoint's; 0 = one token per step)")
-    s.add_argument("--temperature", type=_positive_float, default=None,
-                   help="sampling temperature (default: the checkpoint's; 0 = greedy)")
+    _add_checkpoint_and_sampling(s, f"shape pipeline folder (default: the shipped {DEFAULT_SHAPE_CHECKPOINT})")
     s.set_defaults(func=run_shape)
 
 

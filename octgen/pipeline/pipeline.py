@@ -26,19 +26,24 @@ PIPELINE_NAME = "pipeline.json"
 PIPELINE_VERSION = 1
 
 
+def save_transformer(directory: Path, model: OctGenTransformer) -> None:
+    """``config.json`` and fp16 safetensors weights of the transformer (weights atomically)."""
+    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_config(directory)
+    half = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / SAFETENSORS_WEIGHTS_NAME) as tmp:
+        save_file(half, str(tmp), metadata={"format": "pt"})
+
+
 def save_pipeline(out_dir: str | Path, model: OctGenTransformer, tokenizer, sampler: SamplerConfig | None = None,
                   extra: dict | None = None) -> Path:
     """Write a pipeline folder (weights as fp16 safetensors). ``pipeline.json`` is
     written last, so an interrupted save never looks complete."""
-    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    (out_dir / "transformer").mkdir(parents=True, exist_ok=True)
-    model.save_config(out_dir / "transformer")
-    half = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "transformer" / SAFETENSORS_WEIGHTS_NAME) as tmp:
-        save_file(half, str(tmp), metadata={"format": "pt"})
+    save_transformer(out_dir / "transformer", model)
     tokenizer.save_pretrained(out_dir / "tokenizer")
     info = {"_class_name": "OctGenPipeline", "version": PIPELINE_VERSION, "modality": "molecule",
             "tokenizer_class": type(tokenizer).__name__,
@@ -46,6 +51,22 @@ def save_pipeline(out_dir: str | Path, model: OctGenTransformer, tokenizer, samp
     with atomic_path(out_dir / PIPELINE_NAME) as tmp:
         tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     return out_dir
+
+
+def read_pipeline_info(directory: str | Path) -> dict:
+    """The parsed ``pipeline.json`` of a checkpoint folder (one-line errors)."""
+    directory = Path(directory)
+    path = directory / PIPELINE_NAME
+    if not path.is_file():
+        raise InputError(f"{directory}: not an octgen checkpoint (missing {PIPELINE_NAME})")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: unreadable pipeline description") from None
+    if not isinstance(info, dict) or info.get("_class_name") != "OctGenPipeline" \
+            or int(info.get("version", -1)) != PIPELINE_VERSION:
+        raise InputError(f"{path}: not an OctGenPipeline version {PIPELINE_VERSION} description")
+    return info
 
 
 class OctGenPipeline:
@@ -70,14 +91,7 @@ class OctGenPipeline:
         """Load a pipeline folder written by :func:`save_pipeline`."""
         directory = Path(directory)
         path = directory / PIPELINE_NAME
-        if not path.is_file():
-            raise InputError(f"{directory}: not an octgen checkpoint (missing {PIPELINE_NAME})")
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise InputError(f"{path}: unreadable pipeline description") from None
-        if info.get("_class_name") != "OctGenPipeline" or int(info.get("version", -1)) != PIPELINE_VERSION:
-            raise InputError(f"{path}: not an OctGenPipeline version {PIPELINE_VERSION} description")
+        info = read_pipeline_info(directory)
         if info.get("modality") != "molecule":
             raise InputError(f"{path}: a '{info.get('modality')}' checkpoint; load it with "
                              f"octgen.pipeline.load_pipeline or ShapePipeline")

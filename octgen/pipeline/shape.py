@@ -28,7 +28,7 @@ from ..export.atomic import atomic_path
 from ..model import OctGenTransformer
 from ..model.transformer import Condition
 from ..sampling.scheduler import SamplerConfig
-from .pipeline import PIPELINE_NAME, PIPELINE_VERSION
+from .pipeline import PIPELINE_NAME, PIPELINE_VERSION, read_pipeline_info, save_transformer
 
 DEFAULT_SHAPE_SAMPLER = SamplerConfig(steps=8, temperature=1.0, guidance_scale=3.0)
 
@@ -38,15 +38,8 @@ def save_shape_pipeline(out_dir: str | Path, transformer: OctGenTransformer, con
                         extra: dict | None = None) -> Path:
     """Write a shape pipeline folder; ``pipeline.json`` last (an interrupted save
     never looks complete)."""
-    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    (out_dir / "transformer").mkdir(parents=True, exist_ok=True)
-    transformer.save_config(out_dir / "transformer")
-    half = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in transformer.state_dict().items()}
-    with atomic_path(out_dir / "transformer" / SAFETENSORS_WEIGHTS_NAME) as tmp:
-        save_file(half, str(tmp), metadata={"format": "pt"})
+    save_transformer(out_dir / "transformer", transformer)
     conditioner.save_pretrained(out_dir / "conditioner")
     tokenizer.save_pretrained(str(out_dir / "tokenizer"))
     info = {"_class_name": "OctGenPipeline", "version": PIPELINE_VERSION, "modality": "shape",
@@ -212,22 +205,6 @@ class ShapePipeline:
             timings["total"] = sum(timings.values())
             results.append(ShapeResult(mesh, t, timings))
         return results
-
-
-def read_pipeline_info(directory: str | Path) -> dict:
-    """The parsed ``pipeline.json`` of a checkpoint folder (one-line errors)."""
-    directory = Path(directory)
-    path = directory / PIPELINE_NAME
-    if not path.is_file():
-        raise InputError(f"{directory}: not an octgen checkpoint (missing {PIPELINE_NAME})")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path}: unreadable pipeline description") from None
-    if not isinstance(info, dict) or info.get("_class_name") != "OctGenPipeline" \
-            or int(info.get("version", -1)) != PIPELINE_VERSION:
-        raise InputError(f"{path}: not an OctGenPipeline version {PIPELINE_VERSION} description")
-    return info
 
 
 def load_pipeline(directory: str | Path):
