@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CHECKPOINT = "checkpoints/shapes-xs"
 DEFAULT_CLASSIFIER = "checkpoints/shape-classifier"
 SKETCH_SEED_OFFSET = 10**6  # training sketches use seeds below the training-set size
 TARGETS = {"category_accuracy": {"min": 0.95}, "sketch_iou_mean": {"min": 0.75}, "nna_mean": {"max": 0.60},
@@ -53,7 +52,7 @@ TARGETS = {"category_accuracy": {"min": 0.95}, "sketch_iou_mean": {"min": 0.75},
 def add_arguments(p) -> None:
     from ..cli._args import int_in_range
 
-    p.add_argument("--checkpoint", default=None, help=f"shape pipeline folder (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--checkpoint", default=None, help="shape pipeline folder (default: the shipped checkpoints/shapes-xs)")
     p.add_argument("--classifier", default=None, help=f"shape classifier folder (default: {DEFAULT_CLASSIFIER})")
     p.add_argument("--per-category", type=int_in_range(1, 1000), default=8,
                    help="held-out source shapes per category (default 8); as many again are the references")
@@ -94,11 +93,13 @@ def resolve_checkpoint(path: str | None) -> Path:
     is not there yet."""
     from ..errors import InputError
 
+    from ..cli.generate import DEFAULT_SHAPE_CHECKPOINT, default_shape_checkpoint
+
     if path:
         return Path(path)
-    default = _repo_path(DEFAULT_CHECKPOINT)
+    default = default_shape_checkpoint()
     if not (default / "pipeline.json").is_file():
-        raise InputError(f"no trained shape checkpoint at {DEFAULT_CHECKPOINT}: pass --checkpoint DIR")
+        raise InputError(f"no trained shape checkpoint at {DEFAULT_SHAPE_CHECKPOINT}: pass --checkpoint DIR")
     return default
 
 

@@ -168,8 +168,7 @@ class ShapePipeline:
             One :class:`ShapeResult` per shape, in order.
         """
         from ..sampling.sampler import OctreeSampler
-        from ..tokenize.shape_sdf import grid_to_mesh
-        from ..tokenize.shape_vqvae import PAYLOAD_KIND, drop_small_parts
+        from ..tokenize.shape_vqvae import PAYLOAD_KIND
 
         t_start = time.perf_counter()
         prompts = sketches = None
@@ -199,7 +198,7 @@ class ShapePipeline:
             t0 = time.perf_counter()
             grid = self.tokenizer.tokens_to_grid(t)
             t1 = time.perf_counter()
-            mesh = drop_small_parts(grid_to_mesh(grid, self.tokenizer.config.fine_depth), 0.02)
+            mesh = self.tokenizer.grid_to_mesh(grid)
             t2 = time.perf_counter()
             timings = {**shared, "decode": t1 - t0, "marching_cubes": t2 - t1}
             timings["total"] = sum(timings.values())

@@ -321,17 +321,31 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @torch.no_grad()
+    def bands_to_tokens(self, bands: list[ShapeBand], meta: dict | None = None) -> list[OctreeTokens]:
+        """Encode preprocessed shapes (bands at this model's fine depth) in one
+        batched encoder pass; one :class:`OctreeTokens` per band, in order."""
+        cfg = self.config
+        d, t = cfg.fine_depth, cfg.token_depth
+        for band in bands:
+            if band.depth != d:
+                raise ValueError(f"band depth {band.depth} != tokenizer fine depth {d}")
+        keys = torch.cat([b.keys | (j << (3 * d)) for j, b in enumerate(bands)])
+        keys_enc, z = self.encode_bands(keys, torch.cat([b.features for b in bands]).to(self.dtype))
+        _, bits, _ = self.quantizer(z.float())
+        shape_id = keys_enc[-1] >> (3 * t)
+        local = keys_enc[-1] & ((1 << (3 * t)) - 1)
+        full_meta = {"kind": "shape_vqvae", "tokenizer": cfg.name, "config_hash": self.config_hash(),
+                     "code_bits": cfg.code_bits, "fine_depth": d, **(meta or {})}
+        out = []
+        for j in range(len(bands)):
+            sel = shape_id == j
+            out.append(OctreeTokens.from_octree(keys_to_octree(local[sel], t), bits[sel], PAYLOAD_KIND,
+                                                dict(full_meta)))
+        return out
+
     def band_to_tokens(self, band: ShapeBand, meta: dict | None = None) -> OctreeTokens:
         """Encode one preprocessed shape (band at this model's fine depth)."""
-        cfg = self.config
-        if band.depth != cfg.fine_depth:
-            raise ValueError(f"band depth {band.depth} != tokenizer fine depth {cfg.fine_depth}")
-        keys_enc, z = self.encode_bands(band.keys, band.features.to(self.dtype))
-        _, bits, _ = self.quantizer(z.float())
-        octree = keys_to_octree(keys_enc[-1], cfg.token_depth)
-        full_meta = {"kind": "shape_vqvae", "tokenizer": cfg.name, "config_hash": self.config_hash(),
-                     "code_bits": cfg.code_bits, "fine_depth": cfg.fine_depth, **(meta or {})}
-        return OctreeTokens.from_octree(octree, bits, PAYLOAD_KIND, full_meta)
+        return self.bands_to_tokens([band], meta)[0]
 
     @torch.no_grad()
     def encode(self, shape, meta: dict | None = None, margin: float = 0.05, seed: int = 0) -> OctreeTokens:
@@ -430,8 +444,12 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
         the decoded SDF grid (see :meth:`tokens_to_grid` for the options), then
         connected parts with less than ``min_part`` of the largest part's area are
         dropped (stray sign errors far from the surface make such specks)."""
-        mesh = grid_to_mesh(self.tokens_to_grid(tokens, threshold, clamp_off_band, fill), self.config.fine_depth)
-        return drop_small_parts(mesh, min_part)
+        return self.grid_to_mesh(self.tokens_to_grid(tokens, threshold, clamp_off_band, fill), min_part)
+
+    def grid_to_mesh(self, grid: np.ndarray, min_part: float = 0.02):
+        """Marching cubes of a decoded fine-depth SDF grid (:meth:`tokens_to_grid`),
+        minus the connected parts below ``min_part`` of the largest one's area."""
+        return drop_small_parts(grid_to_mesh(grid, self.config.fine_depth), min_part)
 
 
 def shape_to_band(shape, depth: int, margin: float = 0.05, seed: int = 0) -> ShapeBand:

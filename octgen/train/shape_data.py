@@ -81,10 +81,7 @@ def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: P
 def encode_training_shapes(tokenizer, num: int, seed: int, out_dir: Path, batch: int = 16, log=_log) -> dict:
     """Tokenize the first ``num`` training shapes (batched encoder) into shards."""
     from ..data.shapes import ShapeDataset
-    from ..octree import keys_to_octree
     from ..tokenize.shape_sdf import sdf_to_band
-    from ..tokenize.shape_vqvae import PAYLOAD_KIND
-    from ..tokenize.tokens import OctreeTokens
 
     cfg = tokenizer.config
     ds = ShapeDataset("train", size=num, seed=seed)
@@ -93,19 +90,7 @@ def encode_training_shapes(tokenizer, num: int, seed: int, out_dir: Path, batch:
     def tokens_iter():
         for a in range(0, len(ds), batch):
             bands = [sdf_to_band(ds[i].sdf, cfg.fine_depth) for i in range(a, min(len(ds), a + batch))]
-            d = cfg.fine_depth
-            keys = torch.cat([b.keys | (j << (3 * d)) for j, b in enumerate(bands)])
-            with torch.no_grad():
-                keys_enc, z = tokenizer.encode_bands(keys, torch.cat([b.features for b in bands]))
-                _, bits, _ = tokenizer.quantizer(z.float())
-            kt = keys_enc[-1]
-            shape_id = kt >> (3 * cfg.token_depth)
-            local = kt & ((1 << (3 * cfg.token_depth)) - 1)
-            for j in range(len(bands)):
-                sel = shape_id == j
-                octree = keys_to_octree(local[sel], cfg.token_depth)
-                yield OctreeTokens.from_octree(octree, bits[sel], PAYLOAD_KIND,
-                                               {"tokenizer": cfg.name, "config_hash": tokenizer.config_hash()})
+            yield from tokenizer.bands_to_tokens(bands)
             if (a // batch) % 16 == 15:
                 log(f"tokens: {a + len(bands)}/{len(ds)} shapes ({time.time() - t0:.0f} s)")
 
