@@ -81,7 +81,7 @@ def test_cfg_logits_are_the_guided_combination():
                        torch.zeros(2, 1, 3, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, 1, 3))
     with torch.no_grad():
         h2 = model(sampler._rows(nodes, True), cond.repeat2())
-        guided = sampler._logits(h2, False, True, 2)[0]
+        guided = sampler._guide(model.structure_logits(h2), True, 2)
         c = model.structure_logits(model(nodes, cond))
         u = model.structure_logits(model(nodes, Condition(embeds=emb, drop_B=torch.ones(2, dtype=torch.bool))))
     assert torch.allclose(guided, u + 2.5 * (c - u), atol=1e-5)

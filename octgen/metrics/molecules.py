@@ -203,3 +203,70 @@ def qm9_reference_smiles(split: str = "train", seed: int | None = None, progress
     with atomic_path(Path(path)) as tmp:
         tmp.write_text("".join(s + "\n" for s in smiles))
     return smiles
+
+
+# Element pairs whose nearest-neighbour distance is tracked on learning curves:
+# for each atom of the first element, the distance to the nearest atom of the second.
+NEAREST_PAIRS = (("H", "C"), ("C", "C"), ("N", "C"), ("O", "C"))
+
+
+def atom_count_histogram(molecules, max_atoms: int = 64) -> np.ndarray:
+    """(max_atoms + 1,) molecules per atom count (the last bin holds larger ones)."""
+    counts = np.minimum([len(m) for m in molecules], max_atoms)
+    return np.bincount(counts, minlength=max_atoms + 1).astype(np.int64)
+
+
+def total_variation(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
+    """Total-variation distance ``0.5 sum |p - q|`` of two histograms (normalised here)."""
+    p, q = hist_a / max(hist_a.sum(), 1), hist_b / max(hist_b.sum(), 1)
+    return float(0.5 * np.abs(p - q).sum())
+
+
+def nearest_distances(molecules, pair: tuple[str, str]) -> np.ndarray:
+    """Distances (Angstrom) from every atom of element ``pair[0]`` to the nearest atom
+    of element ``pair[1]`` (another atom when the elements are equal), pooled over
+    ``molecules``; molecules without both elements contribute nothing."""
+    out = []
+    for m in molecules:
+        el = np.asarray(m.elements)
+        a, b = np.nonzero(el == pair[0])[0], np.nonzero(el == pair[1])[0]
+        if not len(a) or not len(b):
+            continue
+        d = np.linalg.norm(m.positions[a][:, None] - m.positions[b][None], axis=-1)
+        if pair[0] == pair[1]:
+            if len(a) < 2:
+                continue
+            np.fill_diagonal(d, np.inf)
+        out.append(d.min(axis=1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def distribution_report(molecules, reference, max_atoms: int = 64) -> dict:
+    """How close a sample's sizes and local geometry are to a reference set.
+
+    Args:
+        molecules: generated molecules.
+        reference: reference molecules (for example a QM9 split).
+    Returns:
+        ``atoms_mean`` / ``reference_atoms_mean``, ``atom_count_tv`` (total-variation
+        distance of the atom-count histograms), ``atom_count_histogram`` and
+        ``reference_atom_count_histogram`` (lists), and per pair in
+        :data:`NEAREST_PAIRS` (key ``"H-C"`` ...) the 10 / 50 / 90 % quantiles of
+        the nearest-neighbour distance, ours and the reference's, and the fraction
+        of our distances inside the reference's 1-99 % range.
+    """
+    h, h_ref = atom_count_histogram(molecules, max_atoms), atom_count_histogram(reference, max_atoms)
+    report = {"atoms_mean": float(np.mean([len(m) for m in molecules])) if len(molecules) else 0.0,
+              "reference_atoms_mean": float(np.mean([len(m) for m in reference])),
+              "atom_count_tv": total_variation(h, h_ref),
+              "atom_count_histogram": h.tolist(), "reference_atom_count_histogram": h_ref.tolist()}
+    for pair in NEAREST_PAIRS:
+        d, d_ref = nearest_distances(molecules, pair), nearest_distances(reference, pair)
+        if not len(d_ref):
+            continue
+        lo, hi = np.quantile(d_ref, [0.01, 0.99])
+        report["-".join(pair)] = {
+            "quantiles_10_50_90": np.quantile(d, [0.1, 0.5, 0.9]).round(4).tolist() if len(d) else None,
+            "reference_quantiles_10_50_90": np.quantile(d_ref, [0.1, 0.5, 0.9]).round(4).tolist(),
+            "inside_reference_1_99": float(np.mean((d >= lo) & (d <= hi))) if len(d) else 0.0}
+    return report

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+PAYLOAD_HEADS = ("factorised", "autoregressive")
 
 
 @dataclass
@@ -35,7 +36,16 @@ class OctGenConfig:
         n_prefix: number of learned prefix tokens for unconditional models and
             for the dropped condition.
         dropout: dropout on attention and MLP outputs during training.
-        version: config format version.
+        payload_head: ``"factorised"`` (one linear head per payload field, fields
+            independent given the node's hidden state) or ``"autoregressive"``
+            (field f is predicted from the hidden state plus embeddings of the
+            values of fields 0..f-1, so an atom's element and offsets, or a code's
+            bits, are sampled jointly).
+        num_sizes: size conditioning (0: off). The number of leaves of the octree
+            (atoms of a molecule), clipped to ``num_sizes - 1``, is one more prefix
+            token; the sampler draws it from the training histogram or takes it
+            from the user, so the model knows how much is left to generate.
+        version: config format version (1: before ``payload_head`` / ``num_sizes``).
     """
 
     depth: int = 6
@@ -49,6 +59,8 @@ class OctGenConfig:
     cond_dim: int = 0
     n_prefix: int = 1
     dropout: float = 0.0
+    payload_head: str = "factorised"
+    num_sizes: int = 0
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -59,6 +71,10 @@ class OctGenConfig:
             raise ValueError("head size must be at least 6 (two rotary dims per axis)")
         if not 1 <= self.depth <= 10:
             raise ValueError(f"depth must be in 1..10, got {self.depth}")
+        if self.payload_head not in PAYLOAD_HEADS:
+            raise ValueError(f"payload_head must be one of {PAYLOAD_HEADS}, got {self.payload_head!r}")
+        if self.num_sizes < 0:
+            raise ValueError(f"num_sizes must be >= 0, got {self.num_sizes}")
         if any(v < 2 for v in self.payload_vocab_sizes):
             raise ValueError("every payload field needs a vocabulary of at least 2")
 

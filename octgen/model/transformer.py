@@ -16,8 +16,17 @@ padding with level -1.
   prefix, all coarser levels and its own level (bidirectionally), nothing finer.
   Finished levels therefore never change their keys and values, which is what the
   sampler's cache relies on.
-- Heads: structure (255-way, class ``t - 1`` for child mask ``t``) and one
-  linear head per payload field (factorised).
+- Probes (training only): a node flagged ``probe`` is a partly masked copy of a
+  level appended after the clean levels. A probe of level d sees the prefix, the
+  clean levels < d and the probes of level d, and no clean token sees a probe: the
+  exact view the sampler gives level d (finished coarser levels, the level itself),
+  so one pass trains every level (see :mod:`octgen.train.objective`).
+- Heads: structure (255-way, class ``t - 1`` for child mask ``t``) and the payload
+  head: one linear layer per field (``"factorised"``) or a small autoregressive head
+  (``"autoregressive"``: field f reads the hidden state plus embeddings of fields
+  0..f-1, through a per-field MLP), so a leaf's fields are sampled jointly.
+- Size: with ``num_sizes > 0`` the prefix holds one more token, the embedding of
+  the leaf count (clipped), so generation knows the size it must reach.
 """
 from __future__ import annotations
 
@@ -46,6 +55,8 @@ class NodeInputs:
         payload_BTP: (B, T, P) int64 payload fields (level D; anything elsewhere).
         masked_BT: (B, T) bool, True where the token is hidden behind [MASK].
         centre_BT3: (B, T, 3) float cell centres in [-1, 1]^3.
+        probe_BT: (B, T) bool or None; True on the probe copies of training
+            batches (see the module docstring). None: no probes.
     """
 
     level_BT: torch.Tensor
@@ -53,14 +64,16 @@ class NodeInputs:
     payload_BTP: torch.Tensor
     masked_BT: torch.Tensor
     centre_BT3: torch.Tensor
+    probe_BT: torch.Tensor | None = None
 
     @property
     def valid_BT(self) -> torch.Tensor:
         return self.level_BT >= 0
 
     def to(self, device) -> "NodeInputs":
-        return NodeInputs(*(t.to(device) for t in (self.level_BT, self.token_BT, self.payload_BTP,
-                                                    self.masked_BT, self.centre_BT3)))
+        return NodeInputs(*(None if t is None else t.to(device)
+                            for t in (self.level_BT, self.token_BT, self.payload_BTP, self.masked_BT,
+                                      self.centre_BT3, self.probe_BT)))
 
 
 @dataclass
@@ -74,23 +87,26 @@ class Condition:
             (condition dropout in training, the unconditional half of CFG).
         embeds_mask: (B, P') bool, True at real embedding positions; the others
             (padding of short prompts, say) get the learned "no condition" token.
+        size_B: (B,) int64 leaf counts (atoms) for models with ``num_sizes > 0``;
+            never dropped (guidance acts on the other conditions at a fixed size).
     """
 
     class_labels: torch.Tensor | None = None
     embeds: torch.Tensor | None = None
     drop_B: torch.Tensor | None = None
     embeds_mask: torch.Tensor | None = None
+    size_B: torch.Tensor | None = None
 
     def repeat2(self, device=None) -> "Condition":
         """Rows twice over, the second copy dropped: the batch of one CFG forward."""
-        twice = [None if t is None else torch.cat([t, t]) for t in (self.class_labels, self.embeds)]
-        mask = None if self.embeds_mask is None else torch.cat([self.embeds_mask, self.embeds_mask])
+        twice = [None if t is None else torch.cat([t, t])
+                 for t in (self.class_labels, self.embeds, self.embeds_mask, self.size_B)]
         B = self.batch_size()
         drop = torch.arange(2 * B, device=device) >= B
-        return Condition(twice[0], twice[1], drop, mask)
+        return Condition(twice[0], twice[1], drop, twice[2], twice[3])
 
     def batch_size(self) -> int | None:
-        for t in (self.class_labels, self.embeds, self.drop_B):
+        for t in (self.class_labels, self.embeds, self.drop_B, self.size_B):
             if t is not None:
                 return int(t.shape[0])
         return None
@@ -227,12 +243,13 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, depth: int = 6, payload_vocab_sizes: tuple = (), dim: int = 256, n_layers: int = 6,
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
-                 cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, version: int = 1):
+                 cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
+                 num_sizes: int = 0, version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
                            num_classes=num_classes, cond_dim=cond_dim, n_prefix=n_prefix, dropout=dropout,
-                           version=version)
+                           payload_head=payload_head, num_sizes=num_sizes, version=version)
         self.cfg = cfg
         self.level_embed = nn.Embedding(depth + 1, dim)
         self.structure_embed = nn.Embedding(NUM_STRUCTURE_CLASSES + 1, dim)  # index = child mask 1..255
@@ -245,7 +262,16 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(_Block(dim, n_heads, mlp_ratio, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(dim)
         self.structure_head = nn.Linear(dim, NUM_STRUCTURE_CLASSES)
-        self.payload_heads = nn.ModuleList(nn.Linear(dim, v) for v in cfg.payload_vocab_sizes)
+        self.size_embed = nn.Embedding(num_sizes, dim) if num_sizes else None
+        if cfg.payload_head == "autoregressive":
+            # Field f: MLP(h + sum_{j<f} E_j[v_j]); E_j embeds the value of field j.
+            self.payload_prev_embeds = nn.ModuleList(nn.Embedding(v, dim) for v in cfg.payload_vocab_sizes[:-1])
+            self.payload_heads = nn.ModuleList(
+                nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, v))
+                for v in cfg.payload_vocab_sizes)
+        else:
+            self.payload_prev_embeds = None
+            self.payload_heads = nn.ModuleList(nn.Linear(dim, v) for v in cfg.payload_vocab_sizes)
         self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta), persistent=False)
         self.apply(self._init_weights)
 
@@ -304,10 +330,32 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             if cond.embeds_mask is not None:
                 off = off | ~cond.embeds_mask.to(off.device)
             parts.append(torch.where(off[..., None], self.null_cond.to(e.dtype).expand_as(e), e))
+        if self.size_embed is not None:
+            if cond.size_B is None:
+                raise ValueError("this model is conditioned on its size: pass cond.size_B (leaf counts)")
+            size = cond.size_B.to(prefix.device).clamp(0, self.cfg.num_sizes - 1)
+            parts.append(self.size_embed(size)[:, None])
         return torch.cat(parts, dim=1)
 
     # ---------------------------------------------------------------- forward
-    def _run(self, x_BTC, level_BT, centre_BT3, past: KVCache | None):
+    @staticmethod
+    def attention_mask(q_level_BT, key_level_BK, q_probe_BT=None, k_probe_BK=None) -> torch.Tensor:
+        """(B, 1, T, K) bool visibility (see the module docstring).
+
+        Levels are ``PREFIX_LEVEL``, 0..D or ``PAD_LEVEL``; padding queries see the prefix only.
+        """
+        q_level = torch.where(q_level_BT == PAD_LEVEL, PREFIX_LEVEL, q_level_BT)[:, :, None]
+        k_level = key_level_BK[:, None, :]
+        real_key = k_level != PAD_LEVEL
+        if q_probe_BT is None and k_probe_BK is None:
+            return ((k_level <= q_level) & real_key)[:, None]
+        qp = q_probe_BT[:, :, None] if q_probe_BT is not None else torch.zeros_like(q_level, dtype=torch.bool)
+        kp = k_probe_BK[:, None, :] if k_probe_BK is not None else torch.zeros_like(k_level, dtype=torch.bool)
+        clean_key = ~kp & torch.where(qp, k_level < q_level, k_level <= q_level)
+        probe_key = kp & qp & (k_level == q_level)
+        return ((clean_key | probe_key) & real_key)[:, None]
+
+    def _run(self, x_BTC, level_BT, centre_BT3, past: KVCache | None, probe_BT=None):
         rope = rope_angles(centre_BT3, self.depth, self.rope_freqs)  # (B, T, R)
         rope = torch.where((level_BT == PREFIX_LEVEL)[..., None], torch.zeros_like(rope), rope)
         rot = rope_rotation(rope, self.cfg.dim // self.cfg.n_heads, x_BTC.dtype)
@@ -317,9 +365,9 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             key_level = past.level_BT  # the slot already holds this level's entries
         else:
             key_level = torch.cat([past.level_BT, level_BT], dim=1)
-        q_level = torch.where(level_BT == PAD_LEVEL, PREFIX_LEVEL, level_BT)  # padding queries see the prefix
-        visible = (key_level[:, None, :] <= q_level[:, :, None]) & (key_level[:, None, :] != PAD_LEVEL)
-        attn_mask = visible[:, None]  # (B, 1, T, Tk)
+        if probe_BT is not None and past is not None:
+            raise ValueError("probes are for training batches; the cache holds clean levels only")
+        attn_mask = self.attention_mask(level_BT, key_level, probe_BT, probe_BT)  # (B, 1, T, Tk)
         new_kv = []
         for i, block in enumerate(self.blocks):
             x_BTC, kv = block(x_BTC, rot, attn_mask, past, i)
@@ -351,6 +399,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         level, centre = nodes.level_BT, nodes.centre_BT3.float()
         level = torch.where(level >= 0, level, torch.full_like(level, PAD_LEVEL))
         n_prefix = 0
+        probe = nodes.probe_BT
         if past is None:
             prefix = self.embed_prefix(x.shape[0], cond).to(x.dtype)
             n_prefix = prefix.shape[1]
@@ -358,7 +407,9 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             level = torch.cat([torch.full(prefix.shape[:2], PREFIX_LEVEL, dtype=level.dtype, device=level.device),
                                level], dim=1)
             centre = torch.cat([centre.new_zeros(*prefix.shape[:2], 3), centre], dim=1)
-        h, kv = self._run(x, level, centre, past)
+            if probe is not None:
+                probe = torch.cat([probe.new_zeros(prefix.shape[:2]), probe], dim=1)
+        h, kv = self._run(x, level, centre, past, probe)
         h = h[:, n_prefix:]
         if return_kv:
             return h, [(k[:, :, n_prefix:], v[:, :, n_prefix:]) for k, v in kv]
@@ -369,6 +420,26 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         """(..., 255) logits; class ``c`` is child mask ``c + 1``."""
         return self.structure_head(h_NC)
 
-    def payload_logits(self, h_NC: torch.Tensor) -> list[torch.Tensor]:
-        """One (..., V_f) logit tensor per payload field."""
-        return [head(h_NC) for head in self.payload_heads]
+    def payload_logits(self, h_NC: torch.Tensor, values_NF: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One (..., V_f) logit tensor per payload field.
+
+        Args:
+            h_NC: (..., C) hidden states of leaf nodes.
+            values_NF: (..., F) field values the autoregressive head conditions on
+                (teacher forcing: field f sees ``values_NF[..., :f]``); ignored by
+                the factorised head, required by the autoregressive one.
+        """
+        if self.payload_prev_embeds is not None and values_NF is None:
+            raise ValueError("the autoregressive payload head needs the field values (teacher forcing)")
+        return [self.payload_field_logits(h_NC, f, values_NF) for f in range(len(self.payload_heads))]
+
+    def payload_field_logits(self, h_NC: torch.Tensor, field: int,
+                             prev_NF: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., V_f) logits of payload field ``field`` given the values of fields
+        ``0..field-1`` in ``prev_NF[..., :field]`` (unused by the factorised head)."""
+        if self.payload_prev_embeds is None:
+            return self.payload_heads[field](h_NC)
+        x = h_NC
+        for j in range(field):
+            x = x + self.payload_prev_embeds[j](prev_NF[..., j].clamp(0, self.payload_prev_embeds[j].num_embeddings - 1))
+        return self.payload_heads[field](x)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..export.atomic import atomic_path
-from ..model import OctGenTransformer
+from ..model import Condition, OctGenTransformer
 from ..sampling.scheduler import SamplerConfig
 
 PIPELINE_NAME = "pipeline.json"
@@ -103,8 +103,18 @@ class OctGenPipeline:
         sampler = SamplerConfig(**{k: v for k, v in info.get("sampler", {}).items() if k in known})
         return cls(model, tokenizer, sampler, info)
 
+    def draw_sizes(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """(num,) leaf counts (atoms) drawn from the training histogram in
+        ``pipeline.json``, or None when the model has no size condition."""
+        if not self.transformer.cfg.num_sizes:
+            return None
+        hist = torch.tensor(self.info.get("size_histogram") or [], dtype=torch.float64)
+        if hist.numel() != self.transformer.cfg.num_sizes or hist.sum() <= 0:
+            raise InputError("this checkpoint is size-conditioned but its pipeline.json has no valid size_histogram")
+        return torch.multinomial(hist, num, replacement=True, generator=generator)
+
     def sample_tokens(self, num: int, generator: torch.Generator | None = None, batch_size: int = 500,
-                      progress=None, **overrides) -> list:
+                      progress=None, num_atoms: int | None = None, **overrides) -> list:
         """Sample ``num`` token sequences in batches.
 
         Args:
@@ -112,6 +122,8 @@ class OctGenPipeline:
             generator: seeds every random choice.
             batch_size: sequences sampled together.
             progress: optional callable ``progress(n_done)`` after each batch.
+            num_atoms: for size-conditioned models, the number of atoms asked of
+                every sample (default: drawn per sample from the training histogram).
             overrides: :class:`SamplerConfig` fields (steps, temperature, ...).
         """
         from dataclasses import replace
@@ -119,10 +131,18 @@ class OctGenPipeline:
         from ..sampling.sampler import OctreeSampler
 
         sampler = OctreeSampler(self.transformer, replace(self.sampler_config, **overrides))
+        num_sizes = self.transformer.cfg.num_sizes
+        if num_atoms is not None and not 1 <= int(num_atoms) < max(num_sizes, 1):
+            raise InputError(f"num_atoms must be in 1..{num_sizes - 1} for this checkpoint"
+                             if num_sizes else "this checkpoint is not size-conditioned: it cannot take num_atoms")
         out = []
         while len(out) < num:
             n = min(batch_size, num - len(out))
-            out.extend(sampler.sample(n, generator=generator, payload_kind="atoms"))
+            cond = None
+            if num_sizes:
+                sizes = torch.full((n,), int(num_atoms)) if num_atoms is not None else self.draw_sizes(n, generator)
+                cond = Condition(size_B=sizes)
+            out.extend(sampler.sample(n, generator=generator, cond=cond, payload_kind="atoms"))
             if progress is not None:
                 progress(len(out))
         return out

@@ -25,7 +25,7 @@ import torch
 from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
 from ..octree import key_to_xyz, xyz_to_centres
 from ..tokenize.tokens import OctreeTokens
-from .scheduler import LevelScheduler, SamplerConfig
+from .scheduler import LevelScheduler, SamplerConfig, sample_field, sample_fields
 
 
 def children_of_level(keys_BL: torch.Tensor, masks_BL: torch.Tensor, valid_BL: torch.Tensor):
@@ -66,12 +66,33 @@ class OctreeSampler:
         m = self.model.cfg
         return self.config.guidance_scale != 1.0 and (m.num_classes > 0 or m.cond_dim > 0) and cond is not None
 
-    def _logits(self, h_BNC: torch.Tensor, leaf: bool, guided: bool, B: int) -> list[torch.Tensor]:
-        logits = self.model.payload_logits(h_BNC) if leaf else [self.model.structure_logits(h_BNC)]
-        if guided:
-            w = self.config.guidance_scale
-            logits = [lg[B:] + w * (lg[:B] - lg[B:]) for lg in logits]
-        return logits
+    def _guide(self, logits_R: torch.Tensor, guided: bool, B: int) -> torch.Tensor:
+        """Guided logits ``u + w (c - u)`` from the conditional rows [:B] and the unconditional [B:]."""
+        if not guided:
+            return logits_R
+        return logits_R[B:] + self.config.guidance_scale * (logits_R[:B] - logits_R[B:])
+
+    def _draw(self, h_RNC: torch.Tensor, leaf: bool, guided: bool, B: int, masked_BN: torch.Tensor,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values (K, F) and confidence scores (K,) for the K masked positions of the
+        level (row-major order). An autoregressive payload head is sampled field by
+        field, each field given the values drawn for the fields before it."""
+        model, cfg = self.model, self.config
+        N = masked_BN.shape[1]
+        flat = masked_BN.reshape(-1).nonzero()[:, 0]
+        if not leaf or model.payload_prev_embeds is None:
+            logits = model.payload_logits(h_RNC) if leaf else [model.structure_logits(h_RNC)]
+            logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in logits]
+            return sample_fields(logits, cfg, generator)
+        h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
+        values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)
+        score = torch.zeros(len(flat), device=h_RNC.device)
+        for f in range(values.shape[1]):
+            lg = torch.cat([model.payload_field_logits(h, f, values) for h in h_K])
+            v, sc = sample_field(self._guide(lg, guided, len(flat)), cfg, generator)
+            values[:, f] = v
+            score = score + sc
+        return values, score
 
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
@@ -120,10 +141,10 @@ class OctreeSampler:
                 nodes = self._nodes(level, tokens, masked, centre, leaf, P)
                 h = self._forward(nodes, finished, cache, cond_rows, guided)
                 stats["forwards"] += 1
-                logits = self._logits(h, leaf, guided, B)
+                values, score = self._draw(h, leaf, guided, B, masked, generator)
                 if not leaf:
                     tokens = tokens - 1  # structure classes are mask - 1
-                tokens, masked = sched.step(i, logits, tokens, masked, generator)
+                tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)
                 if not leaf:
                     tokens = torch.where(valid[..., None], tokens + 1, torch.zeros_like(tokens))
                 if not masked.any():

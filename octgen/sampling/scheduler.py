@@ -1,12 +1,21 @@
 """Token-parallel unmasking inside one octree level (MaskGIT-style), apart from the model.
 
 The sampler (:mod:`.sampler`) walks the levels; inside a level it calls
-:meth:`LevelScheduler.step` S times. Each step samples every still-masked token
-from the model's logits (temperature, top-k, top-p), scores each sample by its
-log-probability (plus annealed Gumbel noise when ``choice_temperature > 0``) and
-keeps the most confident ones so that after step ``i`` a fraction
+:meth:`LevelScheduler.step_values` S times. Each step the sampler samples every
+still-masked token (temperature, top-k, top-p; the fields of a payload jointly when
+the model's payload head is autoregressive) and gives each a confidence score; the
+scheduler keeps the most confident ones (plus annealed Gumbel noise when
+``choice_temperature > 0``) so that after step ``i`` a fraction
 ``cos(pi/2 * (i + 1) / S)`` of the level is still masked (at least one token is
-revealed per step, all by the last). ``steps=None`` (or S >= level size) is one
+revealed per step, all by the last).
+
+Confidence (``SamplerConfig.confidence``): ``"logp"`` scores a token by the
+log-probability of the value it drew, which favours modal values (single-child
+masks: small molecules); ``"maxprob"`` by the log of the largest probability of its
+predicted distribution and ``"entropy"`` by minus its entropy, both fixed before the
+value is drawn; ``"random"`` reveals in a random order. For an autoregressive
+payload the field scores are summed, field f's distribution being conditioned on the
+values drawn for fields 0..f-1. ``steps=None`` (or S >= level size) is one
 token per step. With ``remask`` the tokens revealed earlier compete again with
 their recorded confidence and the least confident may be masked again.
 """
@@ -16,6 +25,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+CONFIDENCES = ("logp", "maxprob", "entropy", "random")
 
 
 @dataclass
@@ -32,6 +43,8 @@ class SamplerConfig:
         remask: let earlier tokens of the level be masked again.
         guidance_scale: classifier-free guidance weight (1 = conditional only).
         use_cache: reuse keys / values of finished levels.
+        confidence: how tokens are ranked for revealing: ``"logp"``,
+            ``"maxprob"``, ``"entropy"`` or ``"random"`` (module docstring).
     """
 
     steps: int | None = 8
@@ -42,8 +55,11 @@ class SamplerConfig:
     remask: bool = False
     guidance_scale: float = 1.0
     use_cache: bool = True
+    confidence: str = "logp"
 
     def __post_init__(self):
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.steps is not None and int(self.steps) < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
@@ -64,31 +80,51 @@ def filter_logits(logits_NV: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -
     return logits_NV
 
 
+def sample_field(logits_NV: torch.Tensor, cfg: SamplerConfig,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one field and score it for the confidence ranking.
+
+    Args:
+        logits_NV: (N, V) logits.
+    Returns:
+        values_N: (N,) int64 samples; score_N: (N,) their confidence term
+        (``cfg.confidence``; 0 for ``"random"``, whose order the scheduler draws).
+    """
+    logits = logits_NV.float()
+    if cfg.temperature == 0:
+        v = logits.argmax(-1)
+        logprobs = logits.log_softmax(-1)
+    else:
+        logprobs = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p).log_softmax(-1)
+        v = torch.multinomial(logprobs.exp(), 1, generator=generator)[:, 0] if len(logits) else \
+            torch.zeros(0, dtype=torch.long, device=logits.device)
+    if cfg.confidence == "logp":
+        score = logprobs.gather(-1, v[:, None])[:, 0]
+    elif cfg.confidence == "maxprob":
+        score = logprobs.max(-1).values
+    elif cfg.confidence == "entropy":
+        lp = logits.log_softmax(-1)
+        score = (lp.exp() * lp).nan_to_num().sum(-1)  # minus the entropy of the predicted distribution
+    else:
+        score = torch.zeros(len(v), device=logits.device)
+    return v, score
+
+
 def sample_fields(field_logits: list[torch.Tensor], cfg: SamplerConfig,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample each field independently.
+    """Sample each field independently (factorised fields).
 
     Args:
         field_logits: F tensors (N, V_f).
     Returns:
-        values_NF: (N, F) int64 samples; logp_N: (N,) summed log-probabilities of
-        the samples under the (filtered, tempered) sampling distributions.
+        values_NF: (N, F) int64 samples; score_N: (N,) summed confidence terms.
     """
-    values, logp = [], 0.0
+    values, score = [], 0.0
     for logits in field_logits:
-        logits = logits.float()
-        if cfg.temperature == 0:
-            v = logits.argmax(-1)
-            lp = logits.log_softmax(-1).gather(-1, v[:, None])[:, 0]
-        else:
-            logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
-            logprobs = logits.log_softmax(-1)
-            v = torch.multinomial(logprobs.exp(), 1, generator=generator)[:, 0] if len(logits) else \
-                torch.zeros(0, dtype=torch.long, device=logits.device)
-            lp = logprobs.gather(-1, v[:, None])[:, 0]
+        v, sc = sample_field(logits, cfg, generator)
         values.append(v)
-        logp = logp + lp
-    return torch.stack(values, 1), logp
+        score = score + sc
+    return torch.stack(values, 1), score
 
 
 def masked_counts(n_B: torch.Tensor, num_steps: int) -> torch.Tensor:
@@ -132,7 +168,7 @@ class LevelScheduler:
 
     def step(self, i: int, field_logits: list[torch.Tensor], tokens_BNF: torch.Tensor, masked_BN: torch.Tensor,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One unmasking iteration.
+        """One unmasking iteration from the logits of independent fields.
 
         Args:
             i: iteration 0..S-1.
@@ -143,11 +179,30 @@ class LevelScheduler:
         Returns:
             Updated ``(tokens_BNF, masked_BN)``.
         """
+        B, N = masked_BN.shape
+        flat = masked_BN.reshape(-1).nonzero()[:, 0]
+        values_KF, score_K = sample_fields([lg.reshape(B * N, -1)[flat] for lg in field_logits], self.config,
+                                           generator)
+        return self.step_values(i, values_KF, score_K, tokens_BNF, masked_BN, generator)
+
+    def step_values(self, i: int, values_KF: torch.Tensor, score_K: torch.Tensor, tokens_BNF: torch.Tensor,
+                    masked_BN: torch.Tensor, generator: torch.Generator | None = None):
+        """One unmasking iteration from values already drawn for the masked tokens.
+
+        Args:
+            i: iteration 0..S-1.
+            values_KF: (K, F) new values of the K masked positions, in row-major order.
+            score_K: (K,) their confidence scores (higher is revealed first).
+            tokens_BNF, masked_BN, generator: as in :meth:`step`.
+        Returns:
+            Updated ``(tokens_BNF, masked_BN)``.
+        """
         cfg = self.config
         B, N = masked_BN.shape
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
-        values_KF, logp_K = sample_fields([lg.reshape(B * N, -1)[flat] for lg in field_logits], cfg, generator)
-        conf = logp_K
+        conf = score_K
+        if cfg.confidence == "random":
+            conf = torch.rand(conf.shape, generator=generator, device=conf.device)
         if cfg.choice_temperature > 0:
             u = torch.rand(conf.shape, generator=generator, device=conf.device).clamp_(1e-20, 1.0)
             conf = conf + cfg.choice_temperature * (1 - (i + 1) / self.num_steps) * -torch.log(-torch.log(u))

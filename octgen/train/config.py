@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
+from ..sampling.scheduler import SamplerConfig
 
 
 SHAPES_DEFAULTS = {"tokenizer": "shape-vqvae-d6t4k16", "num_train": 3000, "sketch_views": 2,
@@ -29,7 +30,10 @@ class TrainConfig:
         batch_size: sequences per micro-batch per process.
         length_bucket: 0 draws batches uniformly; N > 0 draws each batch among N
             sequences of similar length (less padding, same coverage).
-        level_sampling: how each row's target level is drawn: ``"tokens"``
+        objective: ``"all_levels"`` (every level a target in every pass, with
+            probe copies) or ``"one_level"`` (one target level per row); see
+            :mod:`octgen.train.objective`.
+        level_sampling: (``"one_level"`` only) how each row's target level is drawn: ``"tokens"``
             (proportional to its token count), ``"sqrt"`` or ``"uniform"``
             (see :func:`octgen.train.objective.level_weights`).
         grad_accum: micro-batches per optimiser step.
@@ -43,6 +47,8 @@ class TrainConfig:
         num_threads: torch CPU threads (0 = torch's default).
         seed: seeds the weights and every batch (batch ``s`` depends only on
             ``seed``, ``s`` and the process index, which makes resume exact).
+        sampler: :class:`~octgen.sampling.SamplerConfig` fields written into the
+            exported pipeline as its sampling defaults (steps, confidence, ...).
         synthetic: settings of the synthetic dataset (num, points, depth, payload_vocab_sizes).
         shapes: settings of the ``"shapes"`` dataset (the procedural shapes with
             their captions and sketches): ``tokenizer`` (shape tokenizer folder or
@@ -61,6 +67,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     batch_size: int = 32
     length_bucket: int = 0
+    objective: str = "one_level"
     level_sampling: str = "tokens"
     grad_accum: int = 1
     lr: float = 1e-3
@@ -76,6 +83,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     num_threads: int = 0
     seed: int = 0
+    sampler: dict = field(default_factory=dict)
     synthetic: dict = field(default_factory=lambda: {"num": 64, "points": 12, "depth": 4,
                                                      "payload_vocab_sizes": [3, 4]})
     shapes: dict = field(default_factory=lambda: dict(SHAPES_DEFAULTS))
@@ -83,6 +91,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.dataset not in ("qm9", "synthetic", "shapes"):
             raise InputError(f"train config: dataset must be 'qm9', 'shapes' or 'synthetic', got '{self.dataset}'")
+        if self.objective not in ("one_level", "all_levels"):
+            raise InputError(f"train config: objective must be one_level or all_levels, got '{self.objective}'")
         if self.level_sampling not in ("tokens", "sqrt", "uniform"):
             raise InputError(f"train config: level_sampling must be tokens, sqrt or uniform, got '{self.level_sampling}'")
         unknown = sorted(set(self.shapes) - set(SHAPES_DEFAULTS))
@@ -99,6 +109,10 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
         self.betas = tuple(self.betas)
+        try:
+            SamplerConfig(**self.sampler)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"train config: bad sampler settings ({e})") from None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,6 +1,20 @@
-"""The training objective: masked-token prediction of one target level per sequence.
+"""The training objectives: masked-token prediction of octree levels, exactly as the
+sampler sees them.
 
-Why one level: the sampler predicts level d with every coarser level finished and
+``"all_levels"`` (:func:`make_all_levels_batch`): every level is a target in every
+pass. A row holds the clean structure levels 0..D-1 (what finer levels attend to),
+then one *probe* copy of each level 0..D with a cosine-distributed fraction of its
+tokens masked. The attention mask (see :mod:`octgen.model.transformer`) lets a probe
+of level d see the prefix, the clean levels < d and the probes of level d, and hides
+every probe from the clean tokens, so each probe is in the sampler's situation for
+its level: coarser levels finished and unmasked, its own level partly revealed. The
+loss covers the masked tokens of every probe. (Uni-3DAR gets the same supervision
+density by presenting every token twice, as a [MASK] that predicts it and then as
+itself.) Row length is about twice the octree's token count, and every token is a
+target in each pass instead of a fraction of one level.
+
+``"one_level"`` (:func:`make_training_batch`), the first objective: one target level
+per sequence. Why one level: the sampler predicts level d with every coarser level finished and
 unmasked. With the level-block attention mask, a level d node sees all levels
 <= d, so if a coarser level of the same sequence were also masked, level d would
 be trained on inputs it never gets at sampling time. Each training sequence
@@ -28,6 +42,55 @@ from ..model.transformer import Condition, NodeInputs, OctGenTransformer
 
 
 LEVEL_SAMPLING = ("tokens", "sqrt", "uniform")
+OBJECTIVES = ("one_level", "all_levels")
+
+
+def cosine_mask_count(n: int, generator: torch.Generator | None) -> int:
+    """How many of ``n`` tokens to mask: ``ceil(n cos(pi/2 u))``, ``u ~ U[0, 1)``, at least 1."""
+    ratio = math.cos(math.pi / 2 * float(torch.rand((), generator=generator)))
+    return min(n, max(1, math.ceil(ratio * n)))
+
+
+def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
+                          generator: torch.Generator | None = None) -> NodeInputs:
+    """Clean levels 0..D-1 plus a partly masked probe copy of every level 0..D per row.
+
+    Args:
+        seqs: node sequences of the batch (all of one depth D).
+        n_payload: payload width P.
+        generator: drives each probe's mask ratio and masked positions.
+    Returns:
+        A padded batch with ``probe_BT`` set on the probe copies; ``masked_BT``
+        (only ever on probes) marks the prediction targets.
+    """
+    rows, masked_rows, probe_rows = [], [], []
+    for s in seqs:
+        D = s.depth
+        n_clean = s.level_slice(D).start  # levels 0..D-1
+        parts = [slice(0, n_clean)] + [s.level_slice(d) for d in range(D + 1)]
+        idx = torch.cat([torch.arange(p.start, p.stop) for p in parts])
+        masked = torch.zeros(len(idx), dtype=torch.bool)
+        at = n_clean
+        for d in range(D + 1):
+            n = s.level_sizes[d]
+            if n:
+                masked[at + torch.randperm(n, generator=generator)[:cosine_mask_count(n, generator)]] = True
+            at += n
+        probe = torch.arange(len(idx)) >= n_clean
+        rows.append((s.level_T[idx], s.token_T[idx], s.payload_TP[idx], s.centre_T3[idx]))
+        masked_rows.append(masked)
+        probe_rows.append(probe)
+    batch = pad_nodes(rows, n_payload)
+    batch.probe_BT = torch.zeros_like(batch.masked_BT)
+    for b, (m, p) in enumerate(zip(masked_rows, probe_rows)):
+        batch.masked_BT[b, :len(m)] = m
+        batch.probe_BT[b, :len(p)] = p
+    return batch
+
+
+def leaf_counts(seqs: list[NodeSequence]) -> torch.Tensor:
+    """(B,) int64 number of leaves (atoms) of each sequence: the size condition."""
+    return torch.tensor([s.level_sizes[-1] for s in seqs], dtype=torch.long)
 
 
 def level_weights(level_sizes: list[int], mode: str = "tokens") -> torch.Tensor:
@@ -65,8 +128,7 @@ def make_training_batch(seqs: list[NodeSequence], n_payload: int,
         t = int(torch.multinomial(level_weights(s.level_sizes, level_sampling), 1, generator=generator))
         sl = s.level_slice(t)
         n = sl.stop - sl.start
-        ratio = math.cos(math.pi / 2 * float(torch.rand((), generator=generator)))
-        n_mask = min(n, max(1, math.ceil(ratio * n)))
+        n_mask = cosine_mask_count(n, generator)
         masked = torch.zeros(sl.stop, dtype=torch.bool)
         masked[sl.start + torch.randperm(n, generator=generator)[:n_mask]] = True
         rows.append((s.level_T[:sl.stop], s.token_T[:sl.stop], s.payload_TP[:sl.stop], s.centre_T3[:sl.stop]))
@@ -81,7 +143,8 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     """Mean cross-entropy over the masked tokens of ``batch``.
 
     A structure token costs one 255-way cross-entropy; a payload token costs the
-    sum over its fields (the factorised joint).
+    sum over its fields (the negative log-likelihood of the joint: factorised, or
+    by the chain rule for the autoregressive head, teacher-forced).
 
     Returns:
         (loss, stats) with stats = {"structure_loss", "payload_loss", "n_masked"} floats.
@@ -101,7 +164,7 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
         h = h_BTC[p_idx]
         pay = batch.payload_BTP[p_idx]
         p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
-                    for f, lg in enumerate(model.payload_logits(h)))
+                    for f, lg in enumerate(model.payload_logits(h, pay)))
         losses.append(p_tok)
         p_loss = p_tok.mean()
     loss = torch.cat(losses).mean()

@@ -29,7 +29,9 @@ from ..errors import InputError
 from ..model import OctGenTransformer, config_for_size
 from .config import TrainConfig
 from .data import prepare_dataset
-from .objective import make_training_batch, masked_token_loss
+from ..model.transformer import Condition
+from ..sampling.scheduler import SamplerConfig
+from .objective import leaf_counts, make_all_levels_batch, make_training_batch, masked_token_loss
 
 
 class _StepCounter:
@@ -37,12 +39,14 @@ class _StepCounter:
 
     def __init__(self):
         self.step = 0
+        self.cpu_seconds = 0.0  # CPU seconds spent training up to ``step`` (learning curves)
 
     def state_dict(self) -> dict:
-        return {"step": self.step}
+        return {"step": self.step, "cpu_seconds": self.cpu_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
 
 
 def cosine_with_warmup(warmup: int, total: int, floor: float = 0.05):
@@ -82,6 +86,15 @@ def draw_batch(by_length: torch.Tensor, batch_size: int, g: torch.Generator, buc
     return by_length[pick].tolist()
 
 
+def size_histogram(ds, num_sizes: int) -> list[int]:
+    """Training sequences per leaf count (clipped to ``num_sizes - 1``): the sampler
+    draws the size condition from it."""
+    lengths = torch.from_numpy(ds.offsets[1:] - ds.offsets[:-1])
+    seq_of_node = torch.repeat_interleave(torch.arange(len(ds)), lengths)
+    leaves = torch.bincount(seq_of_node[ds.level == ds.depth], minlength=len(ds))
+    return torch.bincount(leaves.clamp(max=num_sizes - 1), minlength=num_sizes).tolist()
+
+
 def _latest_state(ckpt_dir: Path) -> Path | None:
     states = sorted(ckpt_dir.glob("step_*"))
     return states[-1] if states else None
@@ -105,7 +118,8 @@ def _model_config(cfg: TrainConfig, ds, tokenizer):
         raise InputError(f"train config: bad model settings ({e})") from None
 
 
-def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig, step: int) -> Path:
+def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig, step: int,
+                    extra: dict | None = None) -> Path:
     """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline folder
     (``model`` is the transformer, or for shapes the transformer + conditioner)."""
     from ..pipeline.pipeline import save_pipeline
@@ -113,13 +127,13 @@ def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig
     export = copy.deepcopy(model).float()
     if ema is not None:
         ema.copy_to(export.parameters())
-    extra = {"train_step": step, "train_config": train_cfg.to_dict()}
+    extra = {"train_step": step, "train_config": train_cfg.to_dict(), **(extra or {})}
     if train_cfg.dataset == "shapes":
         from ..pipeline.shape import save_shape_pipeline
 
         return save_shape_pipeline(out_dir, export.transformer, export.conditioner, tokenizer,
                                    text_encoder=train_cfg.shapes["text_encoder"], extra=extra)
-    return save_pipeline(out_dir, export, tokenizer, extra=extra)
+    return save_pipeline(out_dir, export, tokenizer, SamplerConfig(**train_cfg.sampler), extra=extra)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> dict:
@@ -202,20 +216,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     by_length = sequence_length_order(ds)
     t0, last_loss, window = time.perf_counter(), float("nan"), []
     unwrapped = accelerator.unwrap_model(model)
+    unwrapped_cfg = (unwrapped.transformer if shapes else unwrapped).cfg
+    cpu0 = time.process_time() - counter.cpu_seconds  # CPU seconds of this process, carried over resumes
+    export_extra = {"size_histogram": size_histogram(ds, unwrapped_cfg.num_sizes)} if unwrapped_cfg.num_sizes else {}
     last_step = min(cfg.max_steps, stop_at or cfg.max_steps)
     while counter.step < last_step:
         model.train()
         for micro in range(cfg.grad_accum):
             g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
             idx = draw_batch(by_length, cfg.batch_size, g, cfg.length_bucket)
-            batch = make_training_batch([ds[i] for i in idx], n_payload, g,
-                                        cfg.level_sampling).to(accelerator.device)
+            seqs = [ds[i] for i in idx]
+            if cfg.objective == "all_levels":
+                batch = make_all_levels_batch(seqs, n_payload, g).to(accelerator.device)
+            else:
+                batch = make_training_batch(seqs, n_payload, g, cfg.level_sampling).to(accelerator.device)
+            cond = Condition(size_B=leaf_counts(seqs).to(accelerator.device)) if unwrapped_cfg.num_sizes else None
             if shapes:
                 conds = [t.to(accelerator.device) for t in
                          ds.condition_batch(idx, g, float(cfg.shapes["p_text"]), float(cfg.shapes["p_sketch"]))]
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss, stats = model(batch, *conds) if shapes else masked_token_loss(model, batch)
+                    loss, stats = model(batch, *conds) if shapes else masked_token_loss(model, batch, cond)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -229,20 +250,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         if counter.step % cfg.log_every == 0 or counter.step == cfg.max_steps:
             last_loss = sum(window) / len(window)
             window = []
-            accelerator.log({"loss": last_loss, "structure_loss": stats["structure_loss"],
-                             "payload_loss": stats["payload_loss"], "lr": sched.get_last_lr()[0]},
-                            step=counter.step)
+            cpu_s = time.process_time() - cpu0
+            record = {"step": counter.step, "loss": last_loss, "structure_loss": stats["structure_loss"],
+                      "payload_loss": stats["payload_loss"], "lr": sched.get_last_lr()[0], "cpu_seconds": cpu_s}
+            accelerator.log(record, step=counter.step)
+            if accelerator.is_main_process:
+                with open(out / "train_log.jsonl", "a") as f:
+                    f.write(json.dumps({**record, "wall_seconds": time.perf_counter() - t0}) + "\n")
             if progress:
                 accelerator.print(f"step {counter.step}/{cfg.max_steps} loss {last_loss:.4f} "
-                                  f"lr {sched.get_last_lr()[0]:.2e} {time.perf_counter() - t0:.0f}s", flush=True)
+                                  f"lr {sched.get_last_lr()[0]:.2e} {time.perf_counter() - t0:.0f}s "
+                                  f"cpu {cpu_s:.0f}s", flush=True)
         if counter.step % cfg.save_every == 0 or counter.step == last_step:
+            counter.cpu_seconds = time.process_time() - cpu0
             accelerator.wait_for_everyone()
             accelerator.save_state(str(ckpt_dir / f"step_{counter.step:08d}"))
             if accelerator.is_main_process:
                 for old in sorted(ckpt_dir.glob("step_*"))[:-cfg.keep_checkpoints]:
                     shutil.rmtree(old, ignore_errors=True)
                 if tokenizer is not None:
-                    export_pipeline(unwrapped, ema, out / "pipeline", tokenizer, cfg, counter.step)
+                    export_pipeline(unwrapped, ema, out / "pipeline", tokenizer, cfg, counter.step,
+                                    {**export_extra, "train_cpu_seconds": counter.cpu_seconds})
     accelerator.end_training()
     final = copy.deepcopy(unwrapped).float().eval()
     if ema is not None:

@@ -1,0 +1,191 @@
+"""All-levels objective (probes), autoregressive payload head, size condition,
+confidence rules: training sees exactly what sampling sees."""
+import json
+import math
+
+import pytest
+import torch
+
+from octgen.model import Condition, OctGenConfig, OctGenTransformer
+from octgen.model.sequence import pad_nodes, tokens_to_nodes
+from octgen.model.transformer import NodeInputs
+from octgen.sampling import OctreeSampler, SamplerConfig
+from octgen.sampling.scheduler import sample_field
+from octgen.train.data import synthetic_tokens
+from octgen.train.objective import leaf_counts, make_all_levels_batch, masked_token_loss
+
+torch.set_num_threads(1)
+PAYLOAD = (3, 4, 5)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return OctGenTransformer.from_octgen_config(
+        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=2, n_heads=2, **kw)).double().eval()
+
+
+def seqs(n=3, points=6, seed=0):
+    return [tokens_to_nodes(t) for t in synthetic_tokens(n, points, 3, PAYLOAD, seed)]
+
+
+def test_all_levels_batch_layout():
+    data = seqs(5, points=9)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(0))
+    for b, s in enumerate(data):
+        n_clean = sum(s.level_sizes[:-1])
+        n = int(batch.valid_BT[b].sum())
+        assert n == n_clean + sum(s.level_sizes)
+        probe = batch.probe_BT[b, :n]
+        assert not probe[:n_clean].any() and probe[n_clean:].all()
+        assert not batch.masked_BT[b, :n_clean].any()  # clean levels are never targets
+        assert torch.equal(batch.level_BT[b, :n_clean], s.level_T[:n_clean])
+        assert torch.equal(batch.level_BT[b, n_clean:n], s.level_T)  # one probe copy of every level
+        assert torch.equal(batch.token_BT[b, n_clean:n], s.token_T)
+        for d in range(s.depth + 1):  # every level has at least one target
+            assert batch.masked_BT[b, n_clean:n][s.level_slice(d)].any()
+        assert not batch.probe_BT[b, n:].any() and not batch.masked_BT[b, n:].any()  # padding
+
+
+def test_probe_sees_exactly_what_the_sampler_gives_its_level():
+    """A probe of level d gets the hidden states of a sequence holding only the clean
+    levels < d and level d with the same masks: the sampler's view of level d."""
+    model = tiny()
+    data = seqs(2, points=10, seed=4)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(1))
+    h = model(batch)
+    for b, s in enumerate(data):
+        n_clean = sum(s.level_sizes[:-1])
+        for d in range(s.depth + 1):
+            sl = s.level_slice(d)
+            keep = torch.arange(sl.stop)
+            masked = torch.zeros(sl.stop, dtype=torch.bool)
+            masked[sl] = batch.masked_BT[b, n_clean + sl.start:n_clean + sl.stop]
+            ref = pad_nodes([(s.level_T[keep], s.token_T[keep], s.payload_TP[keep], s.centre_T3[keep])], len(PAYLOAD))
+            ref.masked_BT[0] = masked
+            h_ref = model(ref)[0, sl]
+            assert torch.allclose(h[b, n_clean + sl.start:n_clean + sl.stop], h_ref, atol=1e-10), d
+    # and the clean levels are unaffected by the probes (nobody clean sees a probe)
+    s = data[0]
+    n_clean = sum(s.level_sizes[:-1])
+    clean = pad_nodes([(s.level_T[:n_clean], s.token_T[:n_clean], s.payload_TP[:n_clean], s.centre_T3[:n_clean])],
+                      len(PAYLOAD))
+    assert torch.allclose(h[0, :n_clean], model(clean)[0], atol=1e-10)
+
+
+def test_all_levels_loss_covers_every_level_and_starts_uniform():
+    model = tiny(payload_head="autoregressive")
+    data = seqs(8, points=8)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(0))
+    loss, stats = masked_token_loss(model, batch)
+    assert stats["n_masked"] == int(batch.masked_BT.sum())
+    # Near-uniform predictions at initialisation (weights std 0.02): each structure target
+    # costs about log 255 and each payload target about log 3 + log 4 + log 5.
+    leaf = batch.masked_BT & (batch.level_BT == 3)
+    n_s, n_p = int((batch.masked_BT & ~leaf).sum()), int(leaf.sum())
+    expected = (n_s * math.log(255) + n_p * math.log(3 * 4 * 5)) / (n_s + n_p)
+    assert loss.item() == pytest.approx(expected, rel=0.03)
+
+
+def test_autoregressive_head_conditions_on_earlier_fields_only():
+    model = tiny(payload_head="autoregressive")
+    h = torch.randn(6, 24, dtype=torch.float64)
+    v = torch.stack([torch.randint(0, k, (6,)) for k in PAYLOAD], 1)
+    lg = model.payload_logits(h, v)
+    v2 = v.clone()
+    v2[:, 2] = (v2[:, 2] + 1) % PAYLOAD[2]  # the last field's value changes nothing
+    assert all(torch.equal(a, b) for a, b in zip(lg, model.payload_logits(h, v2)))
+    v3 = v.clone()
+    v3[:, 0] = (v3[:, 0] + 1) % PAYLOAD[0]  # the first field's value moves fields 1 and 2
+    lg3 = model.payload_logits(h, v3)
+    assert torch.equal(lg[0], lg3[0]) and not torch.allclose(lg[1], lg3[1]) and not torch.allclose(lg[2], lg3[2])
+    with pytest.raises(ValueError, match="autoregressive"):
+        model.payload_logits(h)
+
+
+def test_size_condition_changes_the_prefix_and_is_required():
+    model = tiny(num_sizes=16)
+    s = seqs(2)
+    batch = pad_nodes(s, len(PAYLOAD))
+    with pytest.raises(ValueError, match="size"):
+        model(batch)
+    sizes = leaf_counts(s)
+    assert sizes.tolist() == [x.level_sizes[-1] for x in s]
+    a = model(batch, Condition(size_B=sizes))
+    b = model(batch, Condition(size_B=sizes + 1))
+    assert not torch.allclose(a, b)
+    assert torch.equal(model(batch, Condition(size_B=torch.tensor([99, 99]))),
+                       model(batch, Condition(size_B=torch.tensor([15, 15]))))  # clipped to num_sizes - 1
+
+
+@pytest.mark.parametrize("confidence", ["logp", "maxprob", "entropy", "random"])
+def test_cached_equals_recomputed_for_every_confidence_and_ar_head(confidence):
+    model = tiny(payload_head="autoregressive", num_sizes=16)
+    cond = Condition(size_B=torch.tensor([5, 9, 3]))
+    out = []
+    for use_cache in (True, False):
+        sampler = OctreeSampler(model, SamplerConfig(steps=3, confidence=confidence, use_cache=use_cache))
+        out.append(sampler.sample(3, generator=torch.Generator().manual_seed(7), cond=cond))
+    for x, y in zip(*out):
+        assert all(torch.equal(a, b) for a, b in zip(x.structure, y.structure))
+        assert torch.equal(x.payload, y.payload)
+        assert ((x.payload >= 0) & (x.payload < torch.tensor(PAYLOAD))).all()
+
+
+def test_confidence_scores_come_from_the_distribution():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]))
+    g = torch.Generator().manual_seed(0)
+    _, maxprob = sample_field(logits, SamplerConfig(confidence="maxprob"), g)
+    assert torch.allclose(maxprob, torch.log(torch.tensor([0.7, 0.4])))
+    _, ent = sample_field(logits, SamplerConfig(confidence="entropy"), g)
+    p = logits.exp()
+    assert torch.allclose(ent, (p * p.log()).sum(-1))
+    # logp scores the drawn value: with a forced draw (greedy) it is the max log-probability.
+    v, lp = sample_field(logits, SamplerConfig(confidence="logp", temperature=0), g)
+    assert v.tolist() == [0, 0] and torch.allclose(lp, maxprob)
+
+
+def test_random_order_reveals_in_a_seeded_random_order():
+    from octgen.sampling import LevelScheduler
+
+    valid = torch.ones(1, 12, dtype=torch.bool)
+    orders = []
+    for seed in (0, 0, 1):
+        sched = LevelScheduler(SamplerConfig(steps=12, confidence="random"))
+        sched.set_level(valid)
+        masked, tokens, order = valid.clone(), torch.zeros(1, 12, 1, dtype=torch.long), []
+        g = torch.Generator().manual_seed(seed)
+        for i in range(12):
+            k = int(masked.sum())
+            tokens, new = sched.step_values(i, torch.zeros(k, 1, dtype=torch.long), torch.zeros(k), tokens, masked, g)
+            order.append(int((masked & ~new).nonzero()[0, 1]))
+            masked = new
+        orders.append(order)
+    assert orders[0] == orders[1] and orders[0] != orders[2]
+    assert sorted(orders[0]) == list(range(12)) and orders[0] != list(range(12))
+
+
+def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path):
+    from octgen.train.config import TrainConfig
+    from octgen.train.trainer import train
+
+    syn = {"num": 4, "points": 5, "depth": 3, "payload_vocab_sizes": [3, 4]}
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), dataset="synthetic", model_size="tiny", batch_size=8,
+                      max_steps=300, save_every=300, log_every=100, warmup_steps=20, num_threads=1, synthetic=syn,
+                      shard_dir=str(tmp_path / "shards"), objective="all_levels", lr=3e-3, ema_decay=0.0,
+                      weight_decay=0.0, model={"dim": 64, "n_layers": 2, "n_heads": 4,
+                                                "payload_head": "autoregressive", "num_sizes": 8})
+    result = train(cfg, progress=False)
+    # Every level is a target in every row, so the loss is a per-token mean over all levels.
+    assert result["loss"] < 0.5
+    data = synthetic_tokens(4, 5, 3, [3, 4], seed=0)
+    key = lambda t: (tuple(tuple(s.tolist()) for s in t.structure), tuple(map(tuple, t.payload.tolist())))
+    train_set = {key(t): t.payload.shape[0] for t in data}
+    sizes = torch.tensor([t.payload.shape[0] for t in data] * 3)
+    out = OctreeSampler(result["model"], SamplerConfig(steps=None, top_p=0.9, confidence="maxprob")).sample(
+        12, generator=torch.Generator().manual_seed(0), cond=Condition(size_B=sizes))
+    got = [key(t) for t in out]
+    assert sum(g in train_set for g in got) >= 11
+    assert sum(t.payload.shape[0] == int(s) for t, s in zip(out, sizes)) >= 11  # the size asked for
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [100, 200, 300]
+    assert 0 < log[0]["cpu_seconds"] < log[1]["cpu_seconds"] < log[2]["cpu_seconds"]
