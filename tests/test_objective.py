@@ -189,3 +189,23 @@ def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [100, 200, 300]
     assert 0 < log[0]["cpu_seconds"] < log[1]["cpu_seconds"] < log[2]["cpu_seconds"]
+
+
+def test_revealed_leaves_are_rotated_at_their_exact_position():
+    model = tiny(payload_offset_fields=(0, 1, 2), rope_max_freq=4.0)
+    s = seqs(1, points=6)[0]
+    batch = pad_nodes([s], len(PAYLOAD))
+    leaf = batch.level_BT == 3
+    batch.masked_BT[0, leaf[0].nonzero()[0, 0]] = True  # one masked leaf keeps its cell centre
+    pos = model.rope_centres(batch)
+    cell = 2.0 / 8
+    frac = (batch.payload_BTP.float() + 0.5) / torch.tensor(PAYLOAD) - 0.5
+    revealed = leaf & ~batch.masked_BT
+    assert torch.allclose(pos[revealed], batch.centre_BT3[revealed] + frac[revealed] * cell)
+    assert torch.equal(pos[~revealed], batch.centre_BT3[~revealed])
+    assert (pos[revealed] - batch.centre_BT3[revealed]).abs().max() < cell / 2  # stays inside its cell
+    cond = Condition()
+    out = [OctreeSampler(model, SamplerConfig(steps=3, use_cache=c)).sample(2, generator=torch.Generator().manual_seed(3))
+           for c in (True, False)]
+    for x, y in zip(*out):
+        assert torch.equal(x.payload, y.payload)

@@ -45,6 +45,14 @@ class OctGenConfig:
             (atoms of a molecule), clipped to ``num_sizes - 1``, is one more prefix
             token; the sampler draws it from the training histogram or takes it
             from the user, so the model knows how much is left to generate.
+        payload_offset_fields: indices of the payload fields that are sub-cell
+            offsets along x, y, z (equal bins across a finest cell), or empty. When
+            set, a revealed leaf is rotated at its exact position (cell centre plus
+            decoded offset) instead of its cell centre, so attention measures
+            distances between atoms below the cell size.
+        rope_max_freq: fastest rotary frequency in radians per finest cell (1.0:
+            the first design). Frequencies run geometrically from it down to
+            ``1 / rope_theta``.
         version: config format version (1: before ``payload_head`` / ``num_sizes``).
     """
 
@@ -61,10 +69,18 @@ class OctGenConfig:
     dropout: float = 0.0
     payload_head: str = "factorised"
     num_sizes: int = 0
+    payload_offset_fields: tuple[int, ...] = ()
+    rope_max_freq: float = 1.0
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
         self.payload_vocab_sizes = tuple(int(v) for v in self.payload_vocab_sizes)
+        self.payload_offset_fields = tuple(int(f) for f in self.payload_offset_fields)
+        if self.payload_offset_fields and (len(self.payload_offset_fields) != 3 or not all(
+                0 <= f < len(self.payload_vocab_sizes) for f in self.payload_offset_fields)):
+            raise ValueError("payload_offset_fields names 3 payload fields (x, y, z offsets) or none")
+        if not self.rope_max_freq > 0:
+            raise ValueError(f"rope_max_freq must be > 0, got {self.rope_max_freq}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if (self.dim // self.n_heads) < 6:
@@ -81,6 +97,7 @@ class OctGenConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["payload_vocab_sizes"] = list(self.payload_vocab_sizes)
+        d["payload_offset_fields"] = list(self.payload_offset_fields)
         return d
 
     @classmethod

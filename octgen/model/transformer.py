@@ -9,7 +9,9 @@ padding with level -1.
   embedding when the token is being predicted. Payload fields are embedded and
   summed.
 - Position: 3D rotary embedding of the node's cell centre, in units of finest
-  (depth D) cells, in one frame shared by all depths. Each head splits its
+  (depth D) cells, in one frame shared by all depths; with
+  ``payload_offset_fields`` a revealed leaf is rotated at its exact position
+  (centre plus its decoded sub-cell offset). Each head splits its
   rotary pairs evenly over x, y and z; the prefix is not rotated.
 - Attention: a key is visible to a query when its level is <= the query's level
   (the prefix has level -1 and padding is never visible). So a node sees the
@@ -156,10 +158,11 @@ class KVCache:
         self.slot_start = None
 
 
-def _rope_frequencies(head_dim: int, theta: float) -> torch.Tensor:
-    """(n,) angular frequencies per finest cell for ``n = head_dim // 6`` pairs per axis."""
+def _rope_frequencies(head_dim: int, theta: float, max_freq: float = 1.0) -> torch.Tensor:
+    """(n,) angular frequencies per finest cell for ``n = head_dim // 6`` pairs per axis:
+    ``max_freq * (max_freq * theta) ** (-i / n)``, from ``max_freq`` down towards ``1 / theta``."""
     n = head_dim // 6
-    return theta ** (-torch.arange(n, dtype=torch.float64) / max(n, 1))
+    return max_freq * (max_freq * theta) ** (-torch.arange(n, dtype=torch.float64) / max(n, 1))
 
 
 def rope_angles(centre_BT3: torch.Tensor, depth: int, freqs_n: torch.Tensor) -> torch.Tensor:
@@ -244,12 +247,15 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
     def __init__(self, depth: int = 6, payload_vocab_sizes: tuple = (), dim: int = 256, n_layers: int = 6,
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
-                 num_sizes: int = 0, version: int = 1):
+                 num_sizes: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
+                 version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
                            num_classes=num_classes, cond_dim=cond_dim, n_prefix=n_prefix, dropout=dropout,
-                           payload_head=payload_head, num_sizes=num_sizes, version=version)
+                           payload_head=payload_head, num_sizes=num_sizes,
+                           payload_offset_fields=tuple(payload_offset_fields), rope_max_freq=rope_max_freq,
+                           version=version)
         self.cfg = cfg
         self.level_embed = nn.Embedding(depth + 1, dim)
         self.structure_embed = nn.Embedding(NUM_STRUCTURE_CLASSES + 1, dim)  # index = child mask 1..255
@@ -272,7 +278,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         else:
             self.payload_prev_embeds = None
             self.payload_heads = nn.ModuleList(nn.Linear(dim, v) for v in cfg.payload_vocab_sizes)
-        self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta), persistent=False)
+        self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta, rope_max_freq),
+                             persistent=False)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -306,6 +313,19 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             x = torch.where(is_leaf, pay, x)
         x = torch.where(nodes.masked_BT[..., None], self.mask_embed.to(x.dtype).expand_as(x), x)
         return x + self.level_embed(level)
+
+    def rope_centres(self, nodes: NodeInputs) -> torch.Tensor:
+        """(B, T, 3) float positions the rotary embedding uses: cell centres, and with
+        ``payload_offset_fields`` the exact position of every revealed leaf (its
+        centre moved by the bin centre of its offsets, in a finest cell of edge 2 / 2^D)."""
+        centre = nodes.centre_BT3.float()
+        fields = self.cfg.payload_offset_fields
+        if not fields:
+            return centre
+        bins = torch.tensor([self.cfg.payload_vocab_sizes[f] for f in fields], device=centre.device)
+        frac = (nodes.payload_BTP[..., list(fields)].float() + 0.5) / bins - 0.5  # (B, T, 3) in cells
+        exact = (nodes.level_BT == self.depth) & ~nodes.masked_BT
+        return torch.where(exact[..., None], centre + frac * (2.0 / (1 << self.depth)), centre)
 
     def embed_prefix(self, batch_size: int, cond: "Condition | None" = None) -> torch.Tensor:
         """(B, P, C) condition prefix: the learned prefix, then the class token,
@@ -396,7 +416,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             ``return_kv`` a list of per-layer (k, v), each (B, H, T, hs).
         """
         x = self.embed_nodes(nodes)
-        level, centre = nodes.level_BT, nodes.centre_BT3.float()
+        level, centre = nodes.level_BT, self.rope_centres(nodes)
         level = torch.where(level >= 0, level, torch.full_like(level, PAD_LEVEL))
         n_prefix = 0
         probe = nodes.probe_BT

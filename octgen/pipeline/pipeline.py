@@ -135,16 +135,20 @@ class OctGenPipeline:
         if num_atoms is not None and not 1 <= int(num_atoms) < max(num_sizes, 1):
             raise InputError(f"num_atoms must be in 1..{num_sizes - 1} for this checkpoint"
                              if num_sizes else "this checkpoint is not size-conditioned: it cannot take num_atoms")
-        out = []
-        while len(out) < num:
-            n = min(batch_size, num - len(out))
-            cond = None
-            if num_sizes:
-                sizes = torch.full((n,), int(num_atoms)) if num_atoms is not None else self.draw_sizes(n, generator)
-                cond = Condition(size_B=sizes)
-            out.extend(sampler.sample(n, generator=generator, cond=cond, payload_kind="atoms"))
+        sizes = None
+        if num_sizes:
+            sizes = torch.full((num,), int(num_atoms)) if num_atoms is not None else self.draw_sizes(num, generator)
+            # Batches of similar sizes pad each level little; results go back in draw order.
+            order = torch.argsort(sizes, stable=True)
+        out: list = [None] * num
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            rows = order[start:start + n] if sizes is not None else torch.arange(start, start + n)
+            cond = Condition(size_B=sizes[rows]) if sizes is not None else None
+            for r, t in zip(rows.tolist(), sampler.sample(n, generator=generator, cond=cond, payload_kind="atoms")):
+                out[r] = t
             if progress is not None:
-                progress(len(out))
+                progress(start + n)
         return out
 
     @torch.no_grad()
