@@ -7,8 +7,9 @@ validation seed range disjoint from the reported benchmark's seed 0) and scored
 without filtering: EDM stability / validity / uniqueness, the atom-count
 total-variation distance to QM9's validation split, and nearest-neighbour
 distances per element pair against QM9's. One JSON line per point goes to
-``OUTPUT_DIR/curve.jsonl`` (step, training CPU-seconds, metrics), and the best point
-so far is copied to ``OUTPUT_DIR/best/`` (the folder to ship). Rerunning the same
+``OUTPUT_DIR/curve.jsonl`` (step, training CPU-seconds, metrics), the best point
+so far is copied to ``OUTPUT_DIR/best/`` (the folder to ship) and the curve is drawn
+into ``OUTPUT_DIR/learning_curve.png``. Rerunning the same
 command continues the run where it stopped (exact resume).
 """
 from __future__ import annotations
@@ -93,4 +94,8 @@ def run(args) -> dict:
             shutil.copytree(out / "pipeline", tmp)
             shutil.rmtree(out / "best", ignore_errors=True)
             tmp.rename(out / "best")
+    if points:
+        from .plots import plot_learning_curve
+
+        plot_learning_curve(points, out / "learning_curve.png", f"{out.name}: {args.num} samples per point")
     return {"output_dir": str(out), "points": points}

@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int_in_range(0, 2**63 - 1), default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int_in_range(0, 1024), default=0,
                    help="torch threads (default 0: torch's default, all cores)")
+    p.add_argument("--plot-dir", default=None,
+                   help="also draw the atom-count histogram against QM9's (atom_counts.png) into this folder")
 
 
 def _sample(pipe, num: int, seed: int, batch_size: int, **overrides):
@@ -52,6 +54,24 @@ def _quality(mols, training_smiles) -> dict:
     from ..metrics.molecules import evaluate_molecules
 
     return evaluate_molecules(mols, training_smiles)
+
+
+def _distribution(mols, plot_dir) -> dict:
+    """Atom counts and nearest-neighbour distances against the QM9 training split."""
+    from ..data.qm9 import load_qm9
+    from ..metrics.molecules import distribution_report
+
+    qm9 = load_qm9(progress=False)
+    report = distribution_report(mols, qm9.molecules(qm9.split_indices("train")))
+    if plot_dir:
+        from pathlib import Path
+
+        from .plots import plot_atom_counts
+
+        plot_atom_counts(report["atom_count_histogram"], report["reference_atom_count_histogram"],
+                         Path(plot_dir) / "atom_counts.png",
+                         f"{len(mols)} samples, no filtering: TV distance {report['atom_count_tv']:.3f}")
+    return report
 
 
 def _pct(x):
@@ -88,6 +108,12 @@ def run(args) -> dict:
         result["quality"] = q
         print(f"quality on {args.num} samples (no filtering): {_row(q)}")
         print(f"speed: {q['molecules_per_second']} molecules/s ({sec:.1f} s)")
+        result["distribution"] = _distribution(mols, args.plot_dir)
+        d = result["distribution"]
+        print(f"atoms per molecule {d['atoms_mean']:.2f} (QM9 train {d['reference_atoms_mean']:.2f}), "
+              f"atom-count TV {d['atom_count_tv']:.4f}; nearest-neighbour distances (10/50/90 %, ours vs QM9): " +
+              "; ".join(f"{k} {v['quantiles_10_50_90']} vs {v['reference_quantiles_10_50_90']}"
+                        for k, v in d.items() if isinstance(v, dict)))
         for name, ref in REFERENCE.items():
             ours = (_pct(q["atom_stability"]), _pct(q["mol_stability"]), _pct(q["validity"]), _pct(q["valid_unique"]))
             print(f"  vs {name} {ref}: ours {ours}")
