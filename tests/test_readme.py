@@ -86,6 +86,66 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert "marching_cubes" in capsys.readouterr().out  # print(r.timings) ran
 
 
+def _section(title):
+    start = README.index(f"### {title}")
+    end = README.find("\n### ", start + 1)
+    return README[start:end if end > 0 else None]
+
+
+def _json(rel):
+    import json
+
+    return json.loads((ROOT / rel).read_text())
+
+
+def _missing(text, figures):
+    return [f for f in figures if f not in text]
+
+
+def test_readme_figures_come_from_the_stored_files():
+    """The README's shape figures are the numbers in the JSON files beside them (a
+    rerun that changes a file without the README, or the reverse, fails here)."""
+    sd = {row["depth"]: row for row in _json("bench/results/shapes-data.json")["rows"]}
+    ms = _json("bench/results/mesh-sdf.json")["rows"]
+    assert len(ms) == 9 and all(r["reconstruction_watertight"] for r in ms)
+    open_mask = [r for r in ms if r["mesh"] == "face.obj"]
+    closed = [r for r in ms if r["mesh"] != "face.obj"]
+    figures = [f"{sd[d]['shapes_per_s']:.1f} shapes/s" for d in (6, 7)]
+    figures += [f"{sd[d]['cpu_ms_per_shape']:.1f} ms CPU per shape" for d in (6, 7)]
+    figures += [f"about {sd[d]['minutes_for_20000_on_idle_cores']:.1f} min" for d in (6, 7)]
+    figures += [f"{min(r['sign_agreement'] for r in ms):.2f}-{max(r['sign_agreement'] for r in ms):.2f}",
+                f"{min(r['chamfer_l1'] for r in closed):.4f}-{max(r['chamfer_l1'] for r in closed):.4f}",
+                f"face.obj (an open mask) {open_mask[0]['chamfer_l1']:.4f}",
+                f"{min(r['sdf_seconds'] for r in ms):.1f}-{max(r['sdf_seconds'] for r in ms):.1f} s per mesh"]
+    assert not _missing(_section("Shape data"), figures)
+
+    tk = _json("tokenizers/shape-vqvae-d6t4k16/metrics.json")
+    pt, ceil, real = tk["procedural_test"], tk["procedural_ceiling"], tk["real_meshes"]
+    figures = [f"{pt['iou']['mean']:.3f} / {pt['iou']['median']:.3f}", f"**{pt['chamfer_l1']['mean']:.4f}**",
+               f"{pt['normal_consistency']['mean']:.3f}",
+               f"**{pt['decode_s']['median']:.3f}** / {pt['decode_s']['p95']:.3f} s",
+               ", ".join(f"{v:.0f}" for v in pt["tokens_per_level_median"]),
+               f"{pt['payload_bits_median']:,.0f} / {pt['payload_bits_p95']:,.0f}",
+               f"{pt['total_bits_median']:,.0f} / {pt['total_bits_p95']:,.0f}",
+               f"| {real['iou']['mean']:.3f} | {real['chamfer_l1']['mean']:.4f} | {real['normal_consistency']['mean']:.3f} |",
+               f"| {ceil['iou']['mean']:.3f} | {ceil['chamfer_l1']['mean']:.4f} |"]
+    assert not _missing(_section("Shape tokenizer"), figures)
+
+    gen = _json("checkpoints/shapes-xs/metrics.json")
+    pf, dist, speed = gen["prompt_fidelity"], gen["distribution"]["mean"], gen["speed"]
+    figures = [f"{100 * pf['category_accuracy']:.1f} %", f"{100 * pf['attribute_accuracy']:.1f} %",
+               f"({pf['attributes_judged']} measurable", f"| {gen['sketch_fidelity']['iou_mean']:.3f} |",
+               f"{100 * dist['nna']:.1f} % / {100 * dist['cov']:.1f} % / {dist['mmd']:.3f}",
+               f"**{speed['wall_median_s']:.3f} s**", f"({gen['meshes']['all']['n']} meshes)"]
+    assert not _missing(_section("Shape generation"), figures)
+
+    clf = _json("checkpoints/shape-classifier/metrics.json")
+    rows = [clf["val"], clf["test_sdf_voxels"], clf["test_marching_cubes_meshes_96"]]
+    figures = [f"| {100 * r['category_accuracy']:.1f} % | {100 * r['attribute_accuracy_given_category']:.1f} % |"
+               for r in rows]
+    assert not _missing(_section("Shape classifier"), figures)
+
+
 def test_weight_folders_are_not_packages():
     for folder in ("tokenizers", "checkpoints"):
         assert not (ROOT / folder / "__init__.py").exists()
