@@ -132,7 +132,7 @@ def test_shipped_configs_build_the_shipped_models():
 
     root = Path(__file__).resolve().parents[1]
     paths = sorted((root / "configs").glob("*.json"))
-    assert [p.stem for p in paths] == ["qm9-l", "qm9-xs", "shapes-xs"]
+    assert {"qm9-xs", "shapes-xs"} <= {p.stem for p in paths}  # the configs of the shipped checkpoints
     for path in paths:
         c = TrainConfig.from_file(path)
         tok, depth, cond_dim = _config_tokenizer(c)
