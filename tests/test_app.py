@@ -24,9 +24,10 @@ def test_explorer_gives_preview_and_counts(box_stl):
     assert f"{table[-1][1]:,} occupied cells" in summary
 
 
-@pytest.mark.parametrize("depth", [0, 9, "x"])
-def test_explorer_rejects_bad_depth(box_stl, depth):
-    with pytest.raises(gr.Error):
+@pytest.mark.parametrize("depth, match", [(0, "Depth must be from 1 to 8, got 0"), (9, "got 9"),
+                                          ("x", "Depth must be a whole number from 1 to 8")])
+def test_explorer_rejects_bad_depth(box_stl, depth, match):
+    with pytest.raises(gr.Error, match=match):
         app.explore(str(box_stl), depth)
 
 
@@ -35,7 +36,7 @@ def test_explorer_rejects_bad_files(tmp_path):
     bad.write_text("v 0 0 0\nv 1 0 nan\nv 0 1 0\nf 1 2 3\n")
     with pytest.raises(gr.Error, match="bad.obj"):
         app.explore(str(bad), 3)
-    with pytest.raises(gr.Error):
+    with pytest.raises(gr.Error, match="Upload a mesh first"):
         app.explore(None, 3)
 
 
@@ -74,7 +75,7 @@ def test_molecule_viewer_rejects_bad_files(tmp_path):
     bad.write_text("3\ncomment\nC 0 0 0\nXx 1 1 1\n")
     with pytest.raises(gr.Error, match="bad.xyz"):
         app.view_molecules(str(bad), 0)
-    with pytest.raises(gr.Error):
+    with pytest.raises(gr.Error, match="Upload a molecule file first"):
         app.view_molecules(None, 0)
 
 
@@ -89,10 +90,16 @@ def test_generate_tab_with_shipped_checkpoint():
     assert again[1] == rows  # one seed, one output
 
 
-@pytest.mark.parametrize("args", [("nope", 2, 0, 1.0), ("qm9-xs", 0, 0, 1.0), ("qm9-xs", 500, 0, 1.0),
-                                  ("qm9-xs", 2, -1, 1.0), ("qm9-xs", 2, 0, 9.0), ("qm9-xs", "x", 0, 1.0)])
-def test_generate_tab_rejects_bad_settings(args):
-    with pytest.raises(gr.Error):
+@pytest.mark.parametrize("args, match", [
+    (("nope", 2, 0, 1.0), "Choose one of the shipped molecule checkpoints"),
+    (("qm9-xs", 0, 0, 1.0), "Generate between 1 and"),
+    (("qm9-xs", 500, 0, 1.0), "Generate between 1 and"),
+    (("qm9-xs", 2, -1, 1.0), "seed must be a non-negative integer"),
+    (("qm9-xs", 2, 0, 9.0), "Temperature must be between"),
+    (("qm9-xs", "x", 0, 1.0), "must be numbers"),
+])
+def test_generate_tab_rejects_bad_settings(args, match):
+    with pytest.raises(gr.Error, match=match):
         app.generate_molecules(*args)
 
 
@@ -260,3 +267,32 @@ def test_demo_builds_without_shape_checkpoint(no_shape_checkpoint):
     assert not _components(demo, gr.Sketchpad)
     notes = [m.value for m in _components(demo, gr.Markdown) if "No shape checkpoint" in (m.value or "")]
     assert len(notes) == 1 and "octgen train configs/shapes-xs.json" in notes[0] and "\n" not in notes[0]
+
+
+def test_app_script_serves_on_loopback_only(monkeypatch):
+    """`python app.py` binds the server to 127.0.0.1 on OCTGEN_PORT, even where the
+    environment asks Gradio for every interface."""
+    import runpy
+    import socket
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OCTGEN_PORT", str(port))
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    launched = []
+    real_launch = gr.Blocks.launch
+
+    def launch(self, *args, **kwargs):  # the real launch, without blocking the test
+        launched.append(self)
+        return real_launch(self, *args, **{**kwargs, "prevent_thread_lock": True})
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    runpy.run_path(str(app.ROOT / "app.py"), run_name="__main__")
+    [demo] = launched
+    try:
+        assert demo.server.config.host == "127.0.0.1" and demo.server_port == port
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()  # it is serving
+    finally:
+        demo.close()

@@ -1,5 +1,6 @@
-"""``octgen bench shapes`` on an untrained pipeline: structure and value ranges of the
-figures, the prompt-attribute matching, and one-line errors."""
+"""``octgen bench shapes`` on an untrained pipeline (structure and value ranges of the
+figures) and on an oracle that returns the held-out shapes (perfect scores), the
+prompt-attribute matching, and one-line errors."""
 import json
 
 import pytest
@@ -63,6 +64,56 @@ def test_report_structure_and_ranges(report):
     stages = sp["stage_median_s"]
     assert {"encode_condition", "sample_level_0", "decode", "marching_cubes", "total"} <= set(stages)
     assert all(v > 0 for v in stages.values())
+
+
+class _OraclePipeline:
+    """Stands in for a perfect generator: a prompt gives the held-out reference shape
+    paired with its source (same category), a sketch gives the very shape it was
+    drawn from. Shapes are found from the generator seed (seed 0 + test index)."""
+
+    def __init__(self, categories, k):
+        from types import SimpleNamespace
+
+        from octgen.sampling import SamplerConfig
+
+        self.ds, picked = bench.split_sources_references(categories, k, 0)
+        self.reference_of = {s: r for src, ref in picked.values() for s, r in zip(src, ref)}
+        self.tokenizer = SimpleNamespace(config=SimpleNamespace(fine_depth=6))
+        self.sampler_config, self.info, self.text_encoder = SamplerConfig(), {}, None
+        self.calls = []
+
+    def __call__(self, generator, prompt=None, sketch=None, **overrides):
+        from octgen.pipeline.shape import ShapeResult
+
+        source = generator.initial_seed()
+        index = self.reference_of.get(source, source) if sketch is None else source
+        self.calls.append(("prompt" if sketch is None else "sketch", source))
+        [mesh] = bench.reference_meshes(self.ds, [index], self.tokenizer.config.fine_depth)
+        timings = {"encode_condition": 1e-3, "sample_level_0": 1e-3, "decode": 1e-3, "marching_cubes": 1e-3}
+        return [ShapeResult(mesh, None, {**timings, "total": 4e-3})]
+
+
+def test_perfect_generator_gets_perfect_scores(tmp_path, monkeypatch):
+    from octgen.pipeline.shape import ShapePipeline
+
+    oracle = _OraclePipeline(CATEGORIES, 2)
+    monkeypatch.setattr(ShapePipeline, "from_pretrained", classmethod(lambda cls, path: oracle))
+    out = tmp_path / "oracle.json"
+    assert main(["bench", "shapes", "--checkpoint", str(tmp_path), "--per-category", "2", "--categories",
+                 ",".join(CATEGORIES), "--iou-res", "64", "--surface-points", "512", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    sources = sorted(s for s in oracle.reference_of)
+    assert sorted(i for kind, i in oracle.calls[1:] if kind == "prompt") == sources  # after the warm-up call
+    assert sorted(i for kind, i in oracle.calls if kind == "sketch") == sources
+    assert r["prompt_fidelity"]["n"] == 4 and r["prompt_fidelity"]["category_accuracy"] == 1.0
+    # Same 64^3 grid on both sides of the sketch IoU: exactly the source shape.
+    assert r["sketch_fidelity"]["n"] == 4 and r["sketch_fidelity"]["iou_mean"] > 0.999
+    d = r["distribution"]
+    assert d["mean"]["cov"] == 1.0 and all(v["cov"] == 1.0 for v in d["per_category"].values())
+    # Each generated cloud's nearest neighbour is its reference twin: 1-NNA is 0.
+    assert d["mean"]["nna"] == 0.0
+    assert r["meshes"]["all"] == {"n": 8, "non_empty": 1.0, "watertight": 1.0}
+    assert r["targets_met"]["category_accuracy"] and r["targets_met"]["sketch_iou_mean"]
 
 
 def test_named_attributes_longest_phrase_first():

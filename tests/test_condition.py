@@ -14,8 +14,26 @@ def text_encoder():
     return FrozenTextEncoder()
 
 
-def test_text_encoder_loads_offline_from_package(text_encoder, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def _no_network(*args, **kwargs):
+    raise OSError("network access attempted during an offline test")
+
+
+def test_text_encoder_loads_offline_from_package(tmp_path, monkeypatch):
+    # No socket can open and the Hugging Face caches point at an empty folder: the
+    # encoder must come from the installed package alone.
+    import socket
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, _no_network)
+    monkeypatch.setattr(socket, "create_connection", _no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", _no_network)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE"):
+        monkeypatch.setenv(var, str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(OSError, match="network access attempted"):
+        socket.create_connection(("huggingface.co", 443))  # the block is in place
+    text_encoder = FrozenTextEncoder()
     states, mask = text_encoder(["a tall bar stool with three thin legs", "a mug"])
     assert states.shape[0] == 2 and states.shape[2] == text_encoder.hidden_size == 384
     assert mask[0].sum() > mask[1].sum()

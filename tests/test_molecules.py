@@ -365,6 +365,26 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "empty" in capsys.readouterr().err
 
 
+def test_cli_tokenize_skips_a_bad_entry_or_stops_with_strict(tmp_path, capsys):
+    src = tmp_path / "three.xyz"
+    write_xyz([kekule_benzene()], src)
+    with open(src, "a") as f:
+        f.write("2\nthiol\nS 0 0 0\nH 1.34 0 0\n")  # entry 2: S is not in the QM9 vocabulary
+    write_xyz([hydrogen_cyanide()], tmp_path / "hcn.xyz")
+    src.write_text(src.read_text() + (tmp_path / "hcn.xyz").read_text())
+    capsys.readouterr()
+    # Default: entry 2 reported on stderr (one line) and skipped, the others written.
+    assert _cli(["tokenize", src, "--out", tmp_path / "t.npz"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "entry 2" in err[0] and "skipped" in err[0]
+    assert sorted(p.name for p in tmp_path.glob("t-*.npz")) == ["t-0001.npz", "t-0003.npz"]
+    # --strict: one line, exit 2, and not even the good entries are written.
+    assert _cli(["tokenize", src, "--out", tmp_path / "s.npz", "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("octgen: error:") and "entry 2" in err[0] and "--strict" in err[0]
+    assert not list(tmp_path.glob("s*.npz"))
+
+
 # ----------------------------------------------------------------------------- QM9
 @functools.lru_cache(maxsize=1)
 def _qm9():

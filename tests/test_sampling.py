@@ -103,12 +103,43 @@ def test_one_token_per_step_uses_level_size_steps():
     assert stats["steps"] == tokens[0].tokens_per_level()
 
 
-def test_remask_runs_and_is_deterministic():
+def _run_level(remask: bool):
+    """Three greedy steps on a 4-token level (one field, 2 values) where a token
+    revealed at step 0 is less confident than two tokens sampled at step 1."""
+    sched = LevelScheduler(SamplerConfig(steps=3, temperature=0.0, remask=remask))
+    assert sched.set_level(torch.ones(1, 4, dtype=torch.bool)) == 3  # still masked after each step: 3, 2, 0
+    logits = [[[0.5, 0], [0.1, 0], [0.1, 0], [0.1, 0]],   # step 0: position 0 is the most confident
+              [[0, 0], [10, 0], [10, 0], [0.1, 0]],       # step 1: positions 1, 2 beat position 0's record
+              [[0, 10], [0, 10], [0, 10], [0, 10]]]       # step 2: every masked position samples value 1
+    tokens, masked = torch.zeros(1, 4, 1, dtype=torch.long), torch.ones(1, 4, dtype=torch.bool)
+    history = []
+    for i, lg in enumerate(logits):
+        tokens, masked = sched.step(i, [torch.tensor([lg])], tokens, masked)
+        history.append(masked[0].tolist())
+    return history, tokens[0, :, 0].tolist()
+
+
+def test_remask_masks_a_less_confident_earlier_token_again():
+    history, values = _run_level(remask=True)
+    assert history[0] == [False, True, True, True]
+    # Position 0 (log-prob -0.47) loses to the new positions 1, 2 (about 0) and is masked
+    # again with position 3 (-0.64); at the last step it is sampled afresh.
+    assert history[1] == [True, False, False, True] and history[2] == [False] * 4
+    assert values == [1, 0, 0, 1]
+    # Without remask a revealed token is final: position 0 keeps its step-0 value.
+    history, values = _run_level(remask=False)
+    assert history[1] == [False, True, False, True] and values == [0, 1, 0, 1]
+
+
+def test_remask_sampling_is_deterministic_and_complete():
     model = tiny()
     sampler = OctreeSampler(model, SamplerConfig(steps=3, remask=True, choice_temperature=2.0))
     a = sampler.sample(2, generator=torch.Generator().manual_seed(1))
     b = sampler.sample(2, generator=torch.Generator().manual_seed(1))
     assert same_tokens(a, b)
+    for t in a:  # every structure token is a non-empty child mask and the octree decodes
+        assert all(bool(((s >= 1) & (s <= 255)).all()) for s in t.structure)
+        tokens_to_octree(t.structure)
 
 
 def test_classifier_free_guidance_batched():

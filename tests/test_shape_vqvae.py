@@ -151,14 +151,16 @@ def _shipped_iou(fn):
     return volumetric_iou(sdf_occupancy_grid(fn, 64), mesh_occupancy_grid(mesh, 64))
 
 
+# The shipped weights give sphere 0.986 and cube 0.979 (64^3 IoU); the thresholds sit
+# 0.015 below, so a regression in encoding, decoding or the sign fill shows.
 def test_shipped_tokenizer_reconstructs_sphere():
-    assert _shipped_iou(sphere(0.7)) > 0.9
+    assert _shipped_iou(sphere(0.7)) > 0.97
 
 
 # With the "nearest" sign fill the cube decoded to IoU 0.776; the default "structure"
-# fill (inside/outside of empty regions from the token octree) passes.
+# fill (inside/outside of empty regions from the token octree) gives 0.979.
 def test_shipped_tokenizer_reconstructs_cube():
-    assert _shipped_iou(cube(0.6)) > 0.9
+    assert _shipped_iou(cube(0.6)) > 0.965
 
 
 def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeypatch):

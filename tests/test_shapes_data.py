@@ -37,9 +37,10 @@ def _box_sdf(half):
 
 # ----------------------------------------------------------------------------- data set
 def test_categories_and_attributes():
-    assert len(CATEGORIES) >= 12
+    assert len(CATEGORIES) == 15 and len(set(CATEGORIES)) == 15
+    assert set(ATTRIBUTES) == set(CATEGORIES)
     for cat in CATEGORIES:
-        assert len(ATTRIBUTES[cat]) >= 3, cat
+        assert 3 <= len(ATTRIBUTES[cat]) <= 5, cat  # the README: 3-5 named attributes each
         for spec in ATTRIBUTES[cat]:
             assert len(spec.values) >= 2 and set(spec.values) == set(spec.phrases)
             assert all(any(spec.phrases[v]) for v in spec.values), (cat, spec.name)  # every value can be said
@@ -72,7 +73,7 @@ def test_captions_name_category_and_attributes():
     ds = ShapeDataset("val", len(CATEGORIES) * 2)
     for i in range(len(ds)):
         s = ds[i]
-        assert len(s.captions) >= 3 and len(set(s.captions)) == len(s.captions)
+        assert len(s.captions) == 4 and len(set(s.captions)) == 4
         nouns = CATEGORY_BY_NAME[s.category].nouns
         for cap in s.captions:
             assert any(n in cap for n in nouns), (s.category, cap)

@@ -99,14 +99,60 @@ def test_tiny_model_overfits_four_sequences_and_regenerates_them(tmp_path):
     assert len(set(got)) >= 2  # not one memorised sample over and over
 
 
-def test_shipped_configs_parse():
+def _config_tokenizer(c: TrainConfig):
+    """(tokenizer, sequence depth, text-state width) that ``train`` would use for ``c``."""
+    if c.dataset == "qm9":
+        from octgen.tokenize.molecule import MoleculeTokenizer
+
+        tok = MoleculeTokenizer()
+        return tok, tok.depth, None
+    from transformers import AutoConfig
+
+    from octgen.condition.text import DEFAULT_TEXT_ENCODER, default_text_encoder_path
+    from octgen.tokenize.shape_vqvae import load_tokenizer
+
+    assert c.shapes["text_encoder"] == DEFAULT_TEXT_ENCODER
+    tok = load_tokenizer(c.shapes["tokenizer"])
+    hidden = AutoConfig.from_pretrained(str(default_text_encoder_path()), local_files_only=True).hidden_size
+    return tok, tok.config.token_depth, int(hidden)
+
+
+def _numel(folder):
+    return sum(t.numel() for f in sorted(folder.glob("*.safetensors")) for t in load_file(str(f)).values())
+
+
+def test_shipped_configs_build_the_shipped_models():
+    """Each config, built with its own tokenizer (as ``train`` builds it), has the
+    architecture and parameter count of the checkpoint trained from it, or of its
+    named size in MODEL_SIZES where no checkpoint is shipped."""
     from pathlib import Path
 
-    from octgen.model import config_for_size
+    from dataclasses import replace
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json")):
+    from octgen.model import MODEL_SIZES, OctGenConfig
+    from octgen.train.trainer import build_model
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "configs").glob("*.json"))
+    assert {"qm9-xs", "shapes-xs"} <= {p.stem for p in paths}  # the configs of the shipped checkpoints
+    for path in paths:
         c = TrainConfig.from_file(path)
-        config_for_size(c.model_size, depth=6, payload_vocab_sizes=(5, 24, 24, 24), **c.model)
+        tok, depth, cond_dim = _config_tokenizer(c)
+        with torch.device("meta"):  # no memory for the 170 M-parameter qm9-l
+            model = build_model(c, tok, depth, cond_dim)
+        n = sum(p.numel() for p in model.parameters())
+        shipped = root / "checkpoints" / path.stem
+        if not shipped.exists():
+            assert c.dataset == "qm9" and n == MODEL_SIZES[c.model_size]["params_qm9"], path.name
+            continue
+        transformer = model.transformer if c.dataset == "shapes" else model
+        config = OctGenConfig.from_dict(json.loads((shipped / "transformer" / "config.json").read_text()))
+        # Same architecture; fields added in later config versions take their defaults.
+        assert replace(config, version=0) == replace(transformer.octgen_config, version=0), path.name
+        parts = ["transformer", "conditioner"] if c.dataset == "shapes" else ["transformer"]
+        assert n == sum(_numel(shipped / part) for part in parts), path.name
+        # The checkpoint's README quotes the same count.
+        assert f"{n:,} parameters" in (shipped / "README.md").read_text(), path.name
 
 
 def test_length_bucketed_batches_cover_every_sequence_and_pad_little():

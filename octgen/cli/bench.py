@@ -46,6 +46,10 @@ def run(args) -> int:
 
     result = importlib.import_module(args.bench_module).run(args)
     if args.json:
+        # The options the bench ran with, so the file says how to regenerate it.
+        options = {k: v for k, v in vars(args).items()
+                   if k not in ("func", "bench_module", "json", "command", "bench") and isinstance(v, (str, int, float, bool, list, type(None)))}
+        result = {**result, "command": f"octgen bench {args.bench}", "options": options}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
     return 0

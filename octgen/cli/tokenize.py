@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                     "Angstrom, one atom per finest cell; each atom's payload is its element and its "
                     "offset inside the cell in 0.01 A bins. A file with several molecules gives one "
                     "token file per entry (OUT-0001.npz, ...) unless --entry picks one; bad entries are "
-                    "reported on stderr, one line each, and skipped.")
+                    "reported on stderr, one line each, and skipped (--strict: the first one stops "
+                    "the command before any file is written).")
     p.add_argument("input", metavar="INPUT", help="mesh (obj, ply, stl, off, glb, gltf) or molecule (sdf, mol, xyz)")
     p.add_argument("--depth", type=depth_arg, default=6, help="octree depth, 1..10 (default 6)")
     p.add_argument("--out", required=True, metavar="TOKENS.npz", help="output token file")
@@ -42,6 +43,9 @@ def add_parser(sub) -> None:
                    help="finest cell edge in Angstrom (default 0.24); offsets use cell/0.01 bins per axis")
     m.add_argument("--random-rotation", action="store_true",
                    help="rotate the molecule uniformly at random (from --seed) before tokenizing")
+    m.add_argument("--strict", action="store_true",
+                   help="stop at the first bad entry of a multi-molecule file instead of skipping it "
+                        "(nothing is written then)")
     p.set_defaults(func=run)
 
 
@@ -154,7 +158,8 @@ def run_molecules(args, src: Path, out: Path) -> int:
                              f"{'y' if len(entries) == 1 else 'ies'}")
         entries = [entries[args.entry - 1]]
     single = len(entries) == 1
-    written = 0
+    # Encode every entry before writing any file, so --strict leaves nothing behind.
+    encoded = []
     for k, item in entries:
         try:
             if not isinstance(item, Molecule):
@@ -163,10 +168,13 @@ def run_molecules(args, src: Path, out: Path) -> int:
             tokens = tokenizer.encode(item, rotation="random" if args.random_rotation else None, generator=gen)
         except InputError as e:
             message = f"{src} entry {k}: {e}"
-            if single:
-                raise InputError(message) from None
+            if single or args.strict:
+                raise InputError(message + (" (--strict)" if args.strict and not single else "")) from None
             print(f"octgen: warning: {message}; skipped", file=sys.stderr)
             continue
+        encoded.append((k, item, tokens))
+    written = 0
+    for k, item, tokens in encoded:
         target = out if single else out.with_name(f"{out.stem}-{k:04d}.npz")
         tokens.meta["source"] = f"{src.name}#{k}"
         tokens.save(target)

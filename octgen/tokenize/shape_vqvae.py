@@ -14,7 +14,8 @@ Pipeline (ARCHITECTURE.md section 2)::
                    children; at depth D predict the SDF at all 8 children of every
                    depth D-1 node
               ──► SDF grid at depth D (cells the decoder did not reach are far inside /
-                   outside by flood fill) ──► marching cubes ──► watertight mesh
+                   outside, from the token octree: see ``tokens_to_grid``) ──► marching
+                   cubes ──► watertight mesh
 
 The token sequence is the depth-T octree's structure tokens plus a (N_T, K) 0/1
 payload (``payload_kind="shape_bits"``). Everything is local, so the tokenizer

@@ -100,12 +100,11 @@ def _latest_state(ckpt_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
-def _model_config(cfg: TrainConfig, ds, tokenizer):
+def _model_config(cfg: TrainConfig, depth: int, tokenizer, cond_dim: int | None):
     if cfg.dataset == "shapes":
-        extra = {"cond_dim": int(ds.text_states.shape[-1])}
         try:
-            return config_for_size(cfg.model_size, depth=ds.depth,
-                                   payload_vocab_sizes=(2,) * tokenizer.config.code_bits, **{**extra, **cfg.model})
+            return config_for_size(cfg.model_size, depth=depth, payload_vocab_sizes=(2,) * tokenizer.config.code_bits,
+                                   **{"cond_dim": cond_dim, **cfg.model})
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"train config: bad model settings ({e})") from None
     if tokenizer is not None:
@@ -113,9 +112,26 @@ def _model_config(cfg: TrainConfig, ds, tokenizer):
     else:
         sizes = tuple(int(v) for v in cfg.synthetic["payload_vocab_sizes"])
     try:
-        return config_for_size(cfg.model_size, depth=ds.depth, payload_vocab_sizes=sizes, **cfg.model)
+        return config_for_size(cfg.model_size, depth=depth, payload_vocab_sizes=sizes, **cfg.model)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"train config: bad model settings ({e})") from None
+
+
+def build_model(cfg: TrainConfig, tokenizer, depth: int, cond_dim: int | None = None) -> torch.nn.Module:
+    """The module :func:`train` optimises for ``cfg``: the transformer, or for shapes
+    a :class:`~octgen.train.objective.ConditionedModel` (transformer + conditioner).
+
+    Args:
+        tokenizer: the config's tokenizer (None for synthetic data).
+        depth: octree depth of the training sequences (the tokenizer's token depth).
+        cond_dim: width of the text encoder's states (shapes only).
+    """
+    model = OctGenTransformer.from_octgen_config(_model_config(cfg, depth, tokenizer, cond_dim))
+    if cfg.dataset == "shapes":
+        from ..condition.shape import ShapeConditioner
+        from .objective import ConditionedModel
+        model = ConditionedModel(model, ShapeConditioner(cond_dim, sketch=cfg.shapes["sketch_encoder"]))
+    return model
 
 
 def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig, step: int,
@@ -186,12 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         else:
             ds = prepare_dataset(cfg, tokenizer)
     n_payload = int(ds.index["payload_width"])
-    model = OctGenTransformer.from_octgen_config(_model_config(cfg, ds, tokenizer))
-    if shapes:
-        from ..condition.shape import ShapeConditioner
-        from .objective import ConditionedModel
-        model = ConditionedModel(model, ShapeConditioner(int(ds.text_states.shape[-1]),
-                                                         sketch=cfg.shapes["sketch_encoder"]))
+    model = build_model(cfg, tokenizer, ds.depth, int(ds.text_states.shape[-1]) if shapes else None)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
