@@ -209,3 +209,15 @@ def test_revealed_leaves_are_rotated_at_their_exact_position():
            for c in (True, False)]
     for x, y in zip(*out):
         assert torch.equal(x.payload, y.payload)
+
+
+def test_sampler_sweep_settings_parse_or_fail_in_one_line():
+    from octgen.bench.sampler_sweep import parse_setting
+    from octgen.errors import InputError
+
+    assert parse_setting("default") == {}
+    assert parse_setting("confidence=random, temperature=0.9,steps=0") == \
+        {"confidence": "random", "temperature": 0.9, "steps": None}
+    for bad in ("confidence=loud", "temprature=1", "steps=x", "top_p=2"):
+        with pytest.raises(InputError, match="--setting"):
+            parse_setting(bad)
