@@ -221,3 +221,14 @@ def test_sampler_sweep_settings_parse_or_fail_in_one_line():
     for bad in ("confidence=loud", "temprature=1", "steps=x", "top_p=2"):
         with pytest.raises(InputError, match="--setting"):
             parse_setting(bad)
+
+
+def test_bf16_sampling_is_seeded_and_valid():
+    model = tiny(payload_head="autoregressive").float()
+    runs = [OctreeSampler(model, SamplerConfig(steps=3, precision="bf16")).sample(
+        3, generator=torch.Generator().manual_seed(2)) for _ in range(2)]
+    for x, y in zip(*runs):
+        assert torch.equal(x.payload, y.payload) and all(torch.equal(a, b) for a, b in zip(x.structure, y.structure))
+        assert ((x.payload >= 0) & (x.payload < torch.tensor(PAYLOAD))).all()
+    with pytest.raises(ValueError, match="precision"):
+        SamplerConfig(precision="fp8")

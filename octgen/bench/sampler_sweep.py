@@ -31,7 +31,7 @@ def parse_setting(text: str) -> dict:
     if text.strip() == "default":
         return {}
     types = {"steps": int, "temperature": float, "top_k": int, "top_p": float, "choice_temperature": float,
-             "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str}
+             "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str, "precision": str}
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
