@@ -139,3 +139,20 @@ def test_neighbour_offsets_follow_conv_kernel_order():
 def test_keys_to_octree_builds_all_levels():
     o = build_octree(torch.rand(300, 3) * 2 - 1, 5)
     assert keys_to_octree(o.keys[5], 5) == o
+
+
+@pytest.mark.parametrize("depth", [9, 10])  # tables derived from the parent level's table
+def test_deep_neighbour_table_matches_brute_force_on_mixed_cells(depth):
+    g = torch.Generator().manual_seed(100 + depth)
+    res = 1 << depth
+    blob = (torch.randint(0, res, (1, 3), generator=g) + torch.randint(-4, 5, (1500, 3), generator=g)).clamp(0, res - 1)
+    scattered = torch.randint(0, res, (300, 3), generator=g)
+    # Cells on the faces and edges of the grid, whose parents sit on the faces too.
+    face = torch.randint(0, 6, (400, 3), generator=g) * torch.tensor([1, 1, 1])
+    face[:200, 0] = res - 1 - face[:200, 0] % 2
+    face[200:, 1] = face[200:, 1] % 2
+    xyz = torch.cat([blob, scattered, face.clamp(0, res - 1)])
+    keys = torch.unique(xyz_to_key(xyz))
+    table = neighbour_table(keys, depth)
+    assert table.dtype == torch.int64
+    assert torch.equal(table, _brute_neighbours(keys, depth))
