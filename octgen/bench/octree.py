@@ -165,9 +165,15 @@ def run(args) -> dict:
         raise InputError("--repeats must be in [1, 100]")
     if not 1 <= args.threads <= 256:
         raise InputError("--threads must be in [1, 256]")
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    if args.against_ocnn:
-        return _run_against_ocnn(args)
+    try:
+        return _run_against_ocnn(args) if args.against_ocnn else _run_octgen(points, args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_octgen(points: list[int], args) -> dict:
     rows = []
     print(f"machine: {machine_summary()}")
     print(f"{'points':>9} {'depth':>5} {'build+ser ms':>12} {'Mpts/s':>7} {'neigh ms':>9}  nodes per depth")

@@ -101,8 +101,8 @@ def points_to_xyz(points: torch.Tensor, depth: int) -> torch.Tensor:
     """Integer cell coordinates at ``depth`` of points in [-1, 1]^3 (the face x = 1
     belongs to the last cell).
 
-    Exact: ``floor((p + 1) * h) == floor(p * h) + h`` for the integer ``h = 2^(depth-1)``,
-    and ``p * h`` is exact in the points' own precision (a power-of-two scale), so a
+    Exact: ``floor((p + 1) * h) == floor(p * h) + h`` for the integer ``h = 2^(depth-1)``
+    (depth 0 has a single cell, which the clamp gives), and ``p * h`` is exact in the points' own precision (a power-of-two scale), so a
     point is never rounded across a cell boundary (computing ``p + 1`` first would
     round, e.g. ``-1e-30 + 1`` to 1.0, and put the point in the wrong cell)."""
     res = 1 << depth
