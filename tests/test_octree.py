@@ -1,5 +1,7 @@
 """Octree core: Morton keys, build, structure tokens, neighbour look-up."""
 import itertools
+import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,6 +19,12 @@ def _reference_key(x: int, y: int, z: int, depth: int) -> int:
     for b in reversed(range(depth)):
         key = (key << 3) | (((x >> b) & 1) << 2) | (((y >> b) & 1) << 1) | ((z >> b) & 1)
     return key
+
+
+def _reference_cell(c: float, depth: int) -> int:
+    """Cell index of one coordinate in exact rational arithmetic (no float rounding)."""
+    res = 1 << depth
+    return min(res - 1, max(0, math.floor((Fraction(c) + 1) * res / 2)))
 
 
 @given(st.lists(st.tuples(*[st.integers(0, 1023)] * 3), min_size=1, max_size=50))
@@ -44,8 +52,7 @@ def test_octree_tokens_round_trip_exact(points, depth):
     rebuilt = tokens_to_octree(tokens)
     assert rebuilt == octree
     # Leaves are exactly the distinct occupied cells, in z-order.
-    res = 1 << depth
-    cells = {tuple(min(res - 1, int(np.floor((c + 1) * 0.5 * res))) for c in p) for p in np.asarray(pts, np.float64)}
+    cells = {tuple(_reference_cell(c, depth) for c in p) for p in pts.tolist()}
     expect = sorted(_reference_key(*c, depth) for c in cells)
     assert octree.keys[depth].tolist() == expect
 
@@ -132,3 +139,20 @@ def test_neighbour_offsets_follow_conv_kernel_order():
 def test_keys_to_octree_builds_all_levels():
     o = build_octree(torch.rand(300, 3) * 2 - 1, 5)
     assert keys_to_octree(o.keys[5], 5) == o
+
+
+@pytest.mark.parametrize("depth", [9, 10])  # tables derived from the parent level's table
+def test_deep_neighbour_table_matches_brute_force_on_mixed_cells(depth):
+    g = torch.Generator().manual_seed(100 + depth)
+    res = 1 << depth
+    blob = (torch.randint(0, res, (1, 3), generator=g) + torch.randint(-4, 5, (1500, 3), generator=g)).clamp(0, res - 1)
+    scattered = torch.randint(0, res, (300, 3), generator=g)
+    # Cells on the faces and edges of the grid, whose parents sit on the faces too.
+    face = torch.randint(0, 6, (400, 3), generator=g) * torch.tensor([1, 1, 1])
+    face[:200, 0] = res - 1 - face[:200, 0] % 2
+    face[200:, 1] = face[200:, 1] % 2
+    xyz = torch.cat([blob, scattered, face.clamp(0, res - 1)])
+    keys = torch.unique(xyz_to_key(xyz))
+    table = neighbour_table(keys, depth)
+    assert table.dtype == torch.int64
+    assert torch.equal(table, _brute_neighbours(keys, depth))

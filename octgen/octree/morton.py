@@ -12,7 +12,7 @@ import torch
 
 from .._limits import MAX_DEPTH
 
-__all__ = ["MAX_DEPTH", "xyz_to_key", "key_to_xyz"]
+__all__ = ["MAX_DEPTH", "xyz_to_key", "key_to_xyz", "spread_lut"]
 
 
 def _spread_bits(v: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _compact_bits(v: torch.Tensor) -> torch.Tensor:
 _SPREAD_LUT: dict[torch.device, torch.Tensor] = {}
 
 
-def _spread_lut(device: torch.device) -> torch.Tensor:
+def spread_lut(device: torch.device) -> torch.Tensor:
     """The 1024 spread values, one per 10-bit coordinate (built once per device)."""
     if device not in _SPREAD_LUT:
         _SPREAD_LUT[device] = _spread_bits(torch.arange(1 << MAX_DEPTH, dtype=torch.int64, device=device))
@@ -54,7 +54,7 @@ def xyz_to_key(xyz: torch.Tensor) -> torch.Tensor:
         (N,) int64 keys.
     """
     # Three gathers from a 1024-entry table: 3x faster than the bit arithmetic on CPU.
-    lut = _spread_lut(xyz.device)
+    lut = spread_lut(xyz.device)
     xyz = xyz.long() & ((1 << MAX_DEPTH) - 1)
     return (lut[xyz[:, 0]] << 2) | (lut[xyz[:, 1]] << 1) | lut[xyz[:, 2]]
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from .morton import MAX_DEPTH, key_to_xyz, xyz_to_key
+from .morton import MAX_DEPTH, key_to_xyz, spread_lut, xyz_to_key
 
 # Below this many cells a dense occupancy bitmap beats sorting to deduplicate keys.
 _DENSE_DEDUP_MAX_CELLS = 1 << 24
+# One bit per child slot: _SLOT_BIT[key & 7] is the key's bit in its parent's mask.
+_SLOT_BIT = np.array([1 << s for s in range(8)], dtype=np.uint8)
 
 
 @dataclass
@@ -69,6 +72,8 @@ class Octree:
         """(N_d,) uint8 structure tokens of the nodes at depth ``d < depth``."""
         if not 0 <= d < self.depth:
             raise ValueError(f"child_masks needs 0 <= d < {self.depth}, got {d}")
+        if ("masks", d) in self._cache:  # left by the CPU build, which gets them for free
+            return self._cache[("masks", d)].clone()
         bits = torch.ones_like(self.keys[d + 1]) << (self.keys[d + 1] & 7)
         masks = torch.zeros(self.num_nodes(d), dtype=torch.int64, device=self.device)
         # Each child sets a distinct bit of its parent, so a sum is a bitwise OR.
@@ -96,12 +101,15 @@ def points_to_xyz(points: torch.Tensor, depth: int) -> torch.Tensor:
     """Integer cell coordinates at ``depth`` of points in [-1, 1]^3 (the face x = 1
     belongs to the last cell).
 
-    Computed in float64: for float32 input ``p + 1`` and the power-of-two scale are
-    then exact, so a point is never rounded across a cell boundary (in float32,
-    ``-1e-12 + 1`` is 1.0 and would land in the wrong cell)."""
+    Exact: ``floor((p + 1) * h) == floor(p * h) + h`` for the integer ``h = 2^(depth-1)``
+    (depth 0 has a single cell, which the clamp gives), and ``p * h`` is exact in the points' own precision (a power-of-two scale), so a
+    point is never rounded across a cell boundary (computing ``p + 1`` first would
+    round, e.g. ``-1e-30 + 1`` to 1.0, and put the point in the wrong cell)."""
     res = 1 << depth
-    xyz = ((points.double() + 1.0) * (0.5 * res)).floor().long()
-    return xyz.clamp_(0, res - 1)
+    if points.dtype not in (torch.float32, torch.float64):
+        points = points.float()  # exact for integers in the cube and for float16 / bfloat16
+    t = (points * (res / 2)).floor_().add_(res / 2).clamp_(0, res - 1)
+    return t.long()
 
 
 def _check_depth(depth: int) -> None:
@@ -117,8 +125,76 @@ def _unique_sorted_keys(keys: torch.Tensor, depth: int) -> torch.Tensor:
     return torch.unique(keys, sorted=True)
 
 
+def _points_to_keys_np(points_N3: np.ndarray, depth: int) -> np.ndarray:
+    """(N,) int32 leaf Morton keys of float32/float64 points: the cells of
+    :func:`points_to_xyz`, by the same exact arithmetic."""
+    res = 1 << depth
+    h = points_N3.dtype.type(res / 2)
+    # One transposed copy so each axis is a contiguous row for the gathers below.
+    t_3N = np.multiply(points_N3.T, h, order="C")
+    np.floor(t_3N, out=t_3N)
+    t_3N += h
+    np.clip(t_3N, 0, res - 1, out=t_3N)
+    xyz_3N = t_3N.astype(np.intp)
+    lut = spread_lut(torch.device("cpu")).numpy().astype(np.int32)
+    # key = spread(x) << 2 | spread(y) << 1 | spread(z); keys of depth <= 10 fit in 30 bits.
+    keys = np.left_shift(lut.take(xyz_3N[0]), 2)
+    keys |= np.left_shift(lut.take(xyz_3N[1]), 1)
+    keys |= lut.take(xyz_3N[2])
+    return keys
+
+
+def _unique_sorted_keys_np(keys: np.ndarray, depth: int) -> np.ndarray:
+    """Sorted distinct values of (N,) int32 keys of ``depth``."""
+    n_cells = 1 << (3 * depth)
+    if n_cells <= _DENSE_DEDUP_MAX_CELLS:
+        occupied = np.zeros(n_cells, dtype=np.bool_)
+        occupied[keys] = True
+        # Scan 8 cells per step and expand only the words that hold an occupied cell.
+        words = np.flatnonzero(occupied.view(np.uint64)) if n_cells >= 8 else None
+        if words is None:
+            return np.flatnonzero(occupied).astype(np.int32)
+        hit_W8 = occupied.reshape(-1, 8)[words]
+        w, slot = np.nonzero(hit_W8)
+        return (words[w].astype(np.int32) << 3) | slot.astype(np.int32)
+    keys = np.sort(keys)
+    first = np.empty(keys.size, dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
+
+
+def _octree_from_sorted_keys_np(leaf_keys: np.ndarray, depth: int) -> Octree:
+    """Octree (with its structure tokens cached) from sorted unique int32/int64 leaf keys.
+
+    Parents of sorted keys are sorted, so every level and every mask comes from one
+    linear pass over the level below: a new parent starts where ``key >> 3``
+    changes, and its mask is the OR of its children's slot bits."""
+    keys = [leaf_keys]
+    masks = []
+    for _ in range(depth):
+        child = keys[-1]
+        parent = child >> 3
+        first = np.empty(child.size, dtype=np.bool_)
+        first[:1] = True
+        np.not_equal(parent[1:], parent[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        keys.append(parent[starts])
+        masks.append(np.bitwise_or.reduceat(_SLOT_BIT.take(child & 7), starts))
+    octree = Octree(depth, [torch.from_numpy(k.astype(np.int64)) for k in keys[::-1]])
+    for d, m in enumerate(masks[::-1]):
+        octree._cache[("masks", d)] = torch.from_numpy(m)
+    return octree
+
+
 def keys_to_octree(leaf_keys: torch.Tensor, depth: int) -> Octree:
     """Octree from the sorted, unique Morton keys of its leaves at ``depth``."""
+    if leaf_keys.device.type == "cpu" and leaf_keys.numel():
+        return _octree_from_sorted_keys_np(leaf_keys.numpy(), depth)
+    return _octree_from_sorted_keys_torch(leaf_keys, depth)
+
+
+def _octree_from_sorted_keys_torch(leaf_keys: torch.Tensor, depth: int) -> Octree:
     keys = [leaf_keys]
     for _ in range(depth):
         # Parents of sorted keys are sorted, so consecutive de-duplication suffices.
@@ -128,6 +204,10 @@ def keys_to_octree(leaf_keys: torch.Tensor, depth: int) -> Octree:
 
 def build_octree(points: torch.Tensor, depth: int) -> Octree:
     """Build the octree of the cells occupied by ``points``.
+
+    On CPU the work is done in NumPy on int32 keys (one sort, or a dense bitmap up to
+    depth 8, then one linear pass per level that also yields the structure tokens);
+    other devices run the same steps as torch ops. Both give identical octrees.
 
     Args:
         points: (N, 3) float tensor in [-1, 1]^3, N >= 1, all finite.
@@ -146,12 +226,27 @@ def build_octree(points: torch.Tensor, depth: int) -> Octree:
         raise ValueError("points is empty")
     if not points.is_floating_point():
         points = points.float()
-    if not torch.isfinite(points).all():
-        raise ValueError("points contain NaN or inf")
-    if points.abs().max() > 1.0 + 1e-6:
+    points = points.detach()
+    lo, hi = torch.aminmax(points)  # NaN propagates, so one pass checks everything
+    if not bool((lo >= -(1.0 + 1e-6)) & (hi <= 1.0 + 1e-6)):
+        if not torch.isfinite(points).all():
+            raise ValueError("points contain NaN or inf")
         raise ValueError("points must lie in [-1, 1]^3; normalise them first")
+    if points.device.type == "cpu":
+        return _build_octree_np(points, depth)
+    return _build_octree_torch(points, depth)
+
+
+def _build_octree_np(points: torch.Tensor, depth: int) -> Octree:
+    if points.dtype not in (torch.float32, torch.float64):
+        points = points.float()  # exact for float16 / bfloat16
+    keys = _points_to_keys_np(points.numpy(), depth)
+    return _octree_from_sorted_keys_np(_unique_sorted_keys_np(keys, depth), depth)
+
+
+def _build_octree_torch(points: torch.Tensor, depth: int) -> Octree:
     leaf_keys = _unique_sorted_keys(xyz_to_key(points_to_xyz(points, depth)), depth)
-    return keys_to_octree(leaf_keys, depth)
+    return _octree_from_sorted_keys_torch(leaf_keys, depth)
 
 
 def octree_to_tokens(octree: Octree) -> list[torch.Tensor]:
