@@ -70,7 +70,8 @@ def check_mesh(mesh, name: str = "mesh"):
         raise InputError(f"{name}: mesh has NaN or infinite vertex coordinates")
     if f.min() < 0 or f.max() >= len(v):
         raise InputError(f"{name}: mesh faces refer to missing vertices")
-    extent = float(np.ptp(v, axis=0).max())
+    with np.errstate(over="ignore", invalid="ignore"):
+        extent = float(np.ptp(v, axis=0).max())
     if not extent > 0:
         raise InputError(f"{name}: mesh has zero extent")
     if not np.isfinite(extent):

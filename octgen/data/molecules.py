@@ -170,12 +170,13 @@ def read_molecules(path: str | os.PathLike, strict: bool = False,
             any bad entry; the message names the file and the entry.
     """
     good, n_bad = [], 0
-    for k, entry in read_molecule_entries(path):
+    entries = read_molecule_entries(path)
+    for k, entry in entries:
         if isinstance(entry, Molecule):
             good.append(entry)
             continue
         message = f"{path} entry {k}: {entry}"
-        if strict:
+        if strict or len(entries) == 1:  # a lone bad entry: one error line, not a warning and an error
             raise InputError(message)
         n_bad += 1
         if on_skip is not None:
