@@ -305,3 +305,35 @@ def test_bad_token_files(tmp_path, capsys):
         code, _, err = _run(capsys, "decode", path, "--out", target)
         _one_line_error(code, err, path.name, fragment)
         _only(out, [])
+
+
+# --------------------------------------------------------------------------- pipeline API
+
+@pytest.fixture(scope="module")
+def shape_pipe(tmp_path_factory):
+    from octgen.pipeline.shape import ShapePipeline, make_untrained_shape_pipeline
+
+    return ShapePipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes"))
+
+
+def test_shape_pipeline_refuses_bad_conditions(shape_pipe, tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header_only(20000, 20000))
+    white = np.full((64, 64), 255, np.uint8)
+    bad = [({"sketch": white}, "blank"), ({"sketch": np.zeros((1, 1), np.uint8)}, "blank"),
+           ({"sketch": huge}, "too large"), ({"sketch": tmp_path / "missing.png"}, "no such sketch"),
+           ({"sketch": "not an image"}, "no such sketch"), ({"sketch": 42}, "must be an image"),
+           ({"prompt": ""}, "empty"), ({"prompt": "\x00\x01"}, "empty"), ({"prompt": "x" * 10_000}, "at most"),
+           ({"prompt": "a chair", "sketch": stroke_image()}, "not both")]
+    for kwargs, fragment in bad:
+        with pytest.raises(InputError, match=fragment):
+            shape_pipe(**kwargs, num=1, steps=1, generator=torch.Generator().manual_seed(0))
+
+
+def test_shape_pipeline_accepts_non_latin_and_alpha_only_inputs(shape_pipe):
+    """Documented results: non-Latin prompts and alpha-channel sketches generate shapes."""
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., 3] = (stroke_image() < 128) * 255
+    for kwargs in ({"prompt": "椅子 стул"}, {"sketch": rgba}):
+        [result] = shape_pipe(**kwargs, num=1, steps=1, generator=torch.Generator().manual_seed(0))
+        assert result.tokens.payload_kind == "shape_bits"
