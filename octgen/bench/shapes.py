@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
+
 DEFAULT_CLASSIFIER = "checkpoints/shape-classifier"
 SKETCH_SEED_OFFSET = 10**6  # training sketches use seeds below the training-set size
 TARGETS = {"category_accuracy": {"min": 0.95}, "sketch_iou_mean": {"min": 0.75}, "nna_mean": {"max": 0.60},
@@ -359,7 +361,7 @@ def run(args) -> dict:
 
     t0 = time.perf_counter()
     pipe = ShapePipeline.from_pretrained(ckpt)
-    classifier = ShapeClassifier.from_pretrained(str(clf_dir)).eval()
+    classifier = load_checked(ShapeClassifier, clf_dir, DIFFUSERS_WEIGHTS_NAME, "shape classifier").eval()
     load_s = time.perf_counter() - t0
     machine = machine_info()
     _log(f"checkpoint {ckpt} ({load_s:.1f} s to load); {machine['summary']}")

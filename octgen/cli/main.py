@@ -2,17 +2,23 @@
 
 Each subcommand lives in its own module with ``add_parser(subparsers)``, which
 registers it and sets ``func``. User errors (:class:`octgen.errors.InputError`)
-print one line and exit with code 2; nothing half-written is left behind because
-every writer goes through :func:`octgen.export.atomic_path`.
+print one line and exit with code 2. A failing disk or file system (no space
+left, read-only, quota, permission) prints one line naming the file and exits
+with code 1. Either way nothing half-written is left behind because every writer
+goes through :func:`octgen.export.atomic_path`.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ..errors import InputError
 
 EXIT_USAGE = 2
+EXIT_IO = 1
+# File-system failures reported as one line instead of a traceback.
+_IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -54,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"octgen: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:
+        if e.errno not in _IO_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"octgen: error: {where}{(e.strerror or str(e)).lower()}", file=sys.stderr)
+        return EXIT_IO
     except KeyboardInterrupt:
         print("octgen: interrupted", file=sys.stderr)
         return 130

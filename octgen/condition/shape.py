@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..weights import check_config_json, check_model_folder
 from .sketch import SketchEncoder, SketchEncoderConfig
 
 PREFIX_TOKENS = 32
@@ -97,9 +98,9 @@ class ShapeConditioner(nn.Module):
     def from_pretrained(cls, directory: str | Path) -> "ShapeConditioner":
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        directory = check_model_folder(directory, WEIGHTS_NAME, "shape conditioner")
         try:
-            cfg = json.loads((directory / CONFIG_NAME).read_text())
+            cfg = check_config_json(directory / CONFIG_NAME)
             model = cls(**cfg)
             state = load_file(str(directory / WEIGHTS_NAME))
             model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -9,6 +9,8 @@ training sketches, so the encoder sees user drawings exactly as it was trained.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +27,12 @@ SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def load_sketch_image(path: str | os.PathLike):
-    """Open an image file as PIL, with one-line errors for missing/unreadable/huge files."""
+    """Open an image file as PIL, with one-line errors for missing/unreadable/huge files.
+
+    The size comes from the image header and is checked before any pixel is
+    decoded, so a small file claiming huge dimensions (a decompression bomb)
+    costs nothing.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -33,13 +40,22 @@ def load_sketch_image(path: str | os.PathLike):
         raise InputError(f"{path}: no such sketch image")
     if path.suffix.lower() not in SKETCH_SUFFIXES:
         raise InputError(f"{path}: unsupported sketch format '{path.suffix}' (use {', '.join(SKETCH_SUFFIXES)})")
+    too_large = f"{path}: {{}} is too large for a sketch (at most {MAX_SKETCH_PIXELS:,} pixels)"
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_SKETCH_PIXELS:
-                raise InputError(f"{path}: {im.width}x{im.height} is too large for a sketch")
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            # PIL warns (and later raises) on its own, higher, limit: ours is checked first.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_SKETCH_PIXELS:
+                    raise InputError(too_large.format(f"{im.width}x{im.height}"))
+                im.load()
+                return im.copy()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise InputError(too_large.format(f"an image of {int(pixels[1]):,} pixels" if pixels else "the image")) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 

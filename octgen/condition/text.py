@@ -67,7 +67,7 @@ class FrozenTextEncoder(nn.Module):
         path = default_text_encoder_path() if self.name == DEFAULT_TEXT_ENCODER else name_or_path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         except (OSError, ValueError) as e:
             raise InputError(f"could not load text encoder '{self.name}' offline "
                              f"({str(e).splitlines()[0][:160]})") from None

@@ -15,6 +15,10 @@ Bad input handling (one rule for every reader):
   returned. ``strict=True`` raises on the first bad entry instead. Entries are
   numbered from 1 in file order. An XYZ frame whose atom-count line is broken
   cannot be resynchronised, so reading stops there (reported the same way).
+- A malformed record (an atom line cut short, a blank or non-numeric coordinate,
+  fewer atom or bond lines than the counts line promises, an unknown element) is a
+  bad entry whose reason names the file line; it is never read as a smaller or
+  shifted molecule.
 """
 from __future__ import annotations
 
@@ -166,12 +170,13 @@ def read_molecules(path: str | os.PathLike, strict: bool = False,
             any bad entry; the message names the file and the entry.
     """
     good, n_bad = [], 0
-    for k, entry in read_molecule_entries(path):
+    entries = read_molecule_entries(path)
+    for k, entry in entries:
         if isinstance(entry, Molecule):
             good.append(entry)
             continue
         message = f"{path} entry {k}: {entry}"
-        if strict:
+        if strict or len(entries) == 1:  # a lone bad entry: one error line, not a warning and an error
             raise InputError(message)
         n_bad += 1
         if on_skip is not None:
@@ -248,14 +253,21 @@ def _parse_xyz_text(text: str) -> list[Molecule | str]:
 
 
 def _parse_sdf_text(text: str) -> list[Molecule | str]:
-    """Records of an SDF/MOL text, parsed by RDKit without sanitisation (hydrogens kept)."""
+    """Records of an SDF/MOL text, parsed by RDKit without sanitisation (hydrogens kept).
+
+    V2000 records are first checked column by column (:func:`_v2000_problem`):
+    RDKit reads a blank coordinate field as 0 and would silently misplace the atom.
+    """
     from rdkit import Chem, RDLogger
 
-    records = [r for r in _split_sdf_records(text)]
     out: list[Molecule | str] = []
     RDLogger.DisableLog("rdApp.*")
     try:
-        for block in records:
+        for first_line, block in _split_sdf_records(text):
+            problem = _v2000_problem(block.splitlines(), first_line)
+            if problem:
+                out.append(problem)
+                continue
             try:
                 mol = Chem.MolFromMolBlock(block, sanitize=False, removeHs=False, strictParsing=True)
             except Exception as e:  # RDKit raises assorted runtime errors on broken blocks
@@ -263,7 +275,7 @@ def _parse_sdf_text(text: str) -> list[Molecule | str]:
             else:
                 err = None
             if mol is None:
-                out.append(f"not a valid MOL record{f' ({err})' if err else ''}")
+                out.append(f"record from line {first_line}: not a valid MOL record{f' ({err})' if err else ''}")
                 continue
             if mol.GetNumAtoms() == 0:
                 out.append("molecule has no atoms")
@@ -284,17 +296,71 @@ def _parse_sdf_text(text: str) -> list[Molecule | str]:
     return out
 
 
-def _split_sdf_records(text: str) -> list[str]:
-    """MOL blocks of an SDF text: split at ``$$$$`` lines; a MOL file is one record."""
-    records, current = [], []
-    for line in text.splitlines():
+def _v2000_problem(lines: list[str], first_line: int) -> str | None:
+    """The first structural problem of a V2000 MOL block, naming its file line, or None.
+
+    Checks the counts line, that the promised atom and bond lines are all there,
+    that every atom has three numeric coordinates in columns 1-30 and an element
+    symbol (columns 32-34), that bonds join existing atoms, and the ``M  END`` line.
+    V3000 blocks are left to RDKit.
+    """
+    if len(lines) < 4:
+        return f"line {first_line + len(lines) - 1}: record ends inside its 4-line header (cut short?)"
+    counts = lines[3]
+    if "V3000" in counts:
+        return None
+    try:
+        n_atoms, n_bonds = int(counts[0:3]), int(counts[3:6])
+    except ValueError:
+        return f"line {first_line + 3}: expected the MOL counts line (atoms, bonds), got '{counts.strip()[:40]}'"
+    if n_atoms < 0 or n_bonds < 0:
+        return f"line {first_line + 3}: negative atom or bond count"
+    for k in range(n_atoms + n_bonds):
+        i = 4 + k
+        lineno = first_line + i
+        if i >= len(lines):
+            what = f"{k} of the {n_atoms} atom lines" if k < n_atoms else f"{k - n_atoms} of the {n_bonds} bond lines"
+            return f"line {lineno - 1}: record ends after {what} its counts line promises (cut short?)"
+        line = lines[i]
+        if k < n_atoms:
+            fields = [line[0:10], line[10:20], line[20:30]]
+            for axis, field in zip("xyz", fields):
+                if not field.strip():
+                    return f"line {lineno}: atom {k + 1} has no {axis} coordinate"
+                try:
+                    float(field)
+                except ValueError:
+                    return f"line {lineno}: atom {k + 1} {axis} coordinate '{field.strip()[:20]}' is not a number"
+            symbol = line[31:34].strip()
+            if not symbol:
+                return f"line {lineno}: atom {k + 1} has no element symbol"
+            if symbol[:1].upper() + symbol[1:].lower() not in SYMBOL_TO_Z and symbol not in ("D", "T"):
+                return f"line {lineno}: unknown element '{symbol}'"
+        else:
+            try:
+                a, b = int(line[0:3]), int(line[3:6])
+            except ValueError:
+                return f"line {lineno}: expected a bond line (two atom numbers), got '{line.strip()[:40]}'"
+            if not (1 <= a <= n_atoms and 1 <= b <= n_atoms):
+                return f"line {lineno}: bond {k - n_atoms + 1} joins atom {a if not 1 <= a <= n_atoms else b}, " \
+                       f"which does not exist ({n_atoms} atoms)"
+    if not any(line.startswith("M  END") for line in lines[4 + n_atoms + n_bonds:]):
+        return f"line {first_line + len(lines) - 1}: record has no 'M  END' line (cut short?)"
+    return None
+
+
+def _split_sdf_records(text: str) -> list[tuple[int, str]]:
+    """MOL blocks of an SDF text, split at ``$$$$`` lines, with the file line number
+    (from 1) each starts on; a MOL file is one record."""
+    records, current, start = [], [], 1
+    for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip() == "$$$$":
-            records.append("\n".join(current) + "\n")
-            current = []
+            records.append((start, "\n".join(current) + "\n"))
+            current, start = [], lineno + 1
         else:
             current.append(line)
     if any(line.strip() for line in current):
-        records.append("\n".join(current) + "\n")
+        records.append((start, "\n".join(current) + "\n"))
     return records
 
 

@@ -27,8 +27,10 @@ def check_out_path(path: str | os.PathLike, suffixes: tuple[str, ...], what: str
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched. The
-    temporary name keeps the suffix so writers that dispatch on it still work.
+    On an exception the temporary file is removed and ``path`` is untouched (an
+    earlier file there keeps its old contents). An ``OSError`` about the temporary
+    file (no space left, say) is raised again naming ``path``. The temporary name
+    keeps the suffix so writers that dispatch on it still work.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,13 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if e.filename in (None, tmp, str(tmp)):
+            # Name the file the user asked for, not the temporary one (a full disk, say).
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..export.atomic import atomic_path
 from ..model import Condition, OctGenTransformer
 from ..sampling.scheduler import SamplerConfig
+from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
 
 PIPELINE_NAME = "pipeline.json"
 PIPELINE_VERSION = 1
@@ -98,7 +99,8 @@ class OctGenPipeline:
         from ..tokenize.molecule import MoleculeTokenizer
 
         tokenizer = MoleculeTokenizer.from_pretrained(directory / "tokenizer")
-        model = OctGenTransformer.from_pretrained(directory / "transformer").float()
+        model = load_checked(OctGenTransformer, directory / "transformer", DIFFUSERS_WEIGHTS_NAME,
+                             "transformer").float()
         known = SamplerConfig.__dataclass_fields__
         sampler = SamplerConfig(**{k: v for k, v in info.get("sampler", {}).items() if k in known})
         return cls(model, tokenizer, sampler, info)

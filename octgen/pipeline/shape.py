@@ -28,6 +28,7 @@ from ..export.atomic import atomic_path
 from ..model import OctGenTransformer
 from ..model.transformer import Condition
 from ..sampling.scheduler import SamplerConfig
+from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
 from .pipeline import PIPELINE_NAME, PIPELINE_VERSION, read_pipeline_info, save_transformer
 
 DEFAULT_SHAPE_SAMPLER = SamplerConfig(steps=8, temperature=1.0, guidance_scale=3.0)
@@ -97,10 +98,8 @@ class ShapePipeline:
         info = read_pipeline_info(directory)
         if info.get("modality") != "shape":
             raise InputError(f"{directory}: a '{info.get('modality')}' checkpoint, not a shape one")
-        try:
-            model = OctGenTransformer.from_pretrained(str(directory / "transformer")).float()
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise InputError(f"{directory}: unreadable transformer weights ({type(e).__name__})") from None
+        model = load_checked(OctGenTransformer, directory / "transformer", DIFFUSERS_WEIGHTS_NAME,
+                             "transformer").float()
         conditioner = ShapeConditioner.from_pretrained(directory / "conditioner")
         tokenizer = load_tokenizer(str(directory / "tokenizer"))
         known = SamplerConfig.__dataclass_fields__

@@ -38,6 +38,7 @@ import torch
 
 from ..errors import InputError
 from ..octree import MAX_DEPTH, keys_to_octree, xyz_to_key
+from ..weights import check_config_json
 from .tokens import OctreeTokens
 
 CONFIG_NAME = "config.json"
@@ -280,14 +281,17 @@ class MoleculeTokenizer:
         """Rebuild the tokenizer from a folder written by :meth:`save_pretrained`."""
         path = Path(directory)
         path = path / CONFIG_NAME if path.is_dir() else path
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: not a readable molecule tokenizer config ({type(e).__name__})") from None
+        data = check_config_json(path)
         if data.get("_class_name") != cls.__name__:
             raise InputError(f"{path}: config is for '{data.get('_class_name')}', not {cls.__name__}")
         known = {f.name for f in fields(MoleculeTokenizerConfig)}
-        return cls(MoleculeTokenizerConfig(**{k: v for k, v in data.items() if k in known}))
+        try:
+            return cls(MoleculeTokenizerConfig(**{k: v for k, v in data.items() if k in known}))
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: corrupt molecule tokenizer config ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'})") from None
 
     def __repr__(self) -> str:
         c = self.config

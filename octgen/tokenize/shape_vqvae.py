@@ -491,14 +491,10 @@ def resolve_tokenizer_dir(name_or_path: str) -> "Path":
 def load_tokenizer(name_or_path: str) -> ShapeVQVAE:
     """Load a saved shape tokenizer in eval mode, weights in float32 (see
     :func:`resolve_tokenizer_dir`)."""
-    from ..errors import InputError
+    from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
 
     path = resolve_tokenizer_dir(name_or_path)
-    try:
-        model = ShapeVQVAE.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not a loadable shape tokenizer ({type(e).__name__})") from None
-    return model.float().eval()
+    return load_checked(ShapeVQVAE, path, DIFFUSERS_WEIGHTS_NAME, "shape tokenizer").float().eval()
 
 
 def drop_small_parts(mesh, min_part: float):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class OctreeTokens:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise InputError(f"{path}: not a readable octgen token file ({type(e).__name__})") from None
         need = {"format_version", "level_sizes", "structure", "payload", "payload_kind", "meta_json"}
         if not need <= data.keys():

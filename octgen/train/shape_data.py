@@ -110,7 +110,7 @@ class ShapeTrainingData:
 
     def __init__(self, shards: ShardDataset, conditions_path: Path):
         self.shards = shards
-        blob = torch.load(conditions_path, weights_only=False)
+        blob = torch.load(conditions_path, weights_only=True)  # tensors, strings and lists only: no pickle
         self.category = blob["category"]
         self.captions = blob["captions"]
         self.text_states = blob["text_states"]

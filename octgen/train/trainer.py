@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -95,8 +96,15 @@ def size_histogram(ds, num_sizes: int) -> list[int]:
     return torch.bincount(leaves.clamp(max=num_sizes - 1), minlength=num_sizes).tolist()
 
 
+def _saved_states(ckpt_dir: Path) -> list[Path]:
+    """The complete saved states, oldest first. A state is written as
+    ``step_N.partial`` and renamed to ``step_N`` once whole, so a run killed while
+    saving leaves only a ``.partial`` folder, which resuming ignores."""
+    return sorted(p for p in ckpt_dir.glob("step_*") if p.name[5:].isdigit() and p.is_dir())
+
+
 def _latest_state(ckpt_dir: Path) -> Path | None:
-    states = sorted(ckpt_dir.glob("step_*"))
+    states = _saved_states(ckpt_dir)
     return states[-1] if states else None
 
 
@@ -275,9 +283,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         if counter.step % cfg.save_every == 0 or counter.step == last_step:
             counter.cpu_seconds = time.process_time() - cpu0
             accelerator.wait_for_everyone()
-            accelerator.save_state(str(ckpt_dir / f"step_{counter.step:08d}"))
+            state_dir = ckpt_dir / f"step_{counter.step:08d}"
+            partial = state_dir.with_name(state_dir.name + ".partial")
             if accelerator.is_main_process:
-                for old in sorted(ckpt_dir.glob("step_*"))[:-cfg.keep_checkpoints]:
+                shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(partial))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                shutil.rmtree(state_dir, ignore_errors=True)
+                os.replace(partial, state_dir)
+                for old in _saved_states(ckpt_dir)[:-cfg.keep_checkpoints]:
                     shutil.rmtree(old, ignore_errors=True)
                 if tokenizer is not None:
                     export_pipeline(unwrapped, ema, out / "pipeline", tokenizer, cfg, counter.step,

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..tokenize.shape_sdf import ShapeBand, sdf_to_band
+from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
 
 
 @dataclass
@@ -251,7 +252,7 @@ def train(cfg: VQVAETrainConfig, resume: bool = False) -> dict:
 
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.init:
-        model = ShapeVQVAE.from_pretrained(cfg.init).float()
+        model = load_checked(ShapeVQVAE, cfg.init, DIFFUSERS_WEIGHTS_NAME, "shape tokenizer").float()
     else:
         model = ShapeVQVAE(**cfg.model)
     code_hash = model.code_hash()
