@@ -657,7 +657,7 @@ def build_demo() -> gr.Blocks:
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         temp = gr.Slider(0.05, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature")
                         gen_btn = gr.Button("Generate", variant="primary", elem_id="molecule-generate")
-                        gen_summary = gr.Markdown(label="Summary")
+                        gen_summary = gr.Markdown(label="Summary", elem_id="molecule-summary")
                         gen_file = gr.File(label="molecules.sdf")
                     with gr.Column(scale=2):
                         gen_view = gr.Model3D(label="Molecule (ball and stick)", clear_color=(1, 1, 1, 1),
