@@ -399,20 +399,39 @@ def _shape_pipeline(folder: str):
     return ShapePipeline.from_pretrained(folder)
 
 
+def _open_sketch_file(path: str):
+    """A sketch upload as a PIL image; its size is read from the header and checked
+    before any pixel is decoded (decompression bombs). Upload names need not end in
+    an image suffix (the browser's canvas export may not)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from octgen.condition.sketch import MAX_SKETCH_PIXELS
+
+    name = os.path.basename(path)
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_SKETCH_PIXELS:
+                raise InputError(f"{name}: {im.width}x{im.height} is too large for a sketch "
+                                 f"(at most {MAX_SKETCH_PIXELS:,} pixels)")
+            im.load()
+            return im.copy()
+    except InputError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own header check, for the very largest
+        raise InputError(f"{name}: the image is too large for a sketch "
+                         f"(at most {MAX_SKETCH_PIXELS:,} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: not a readable image ({type(e).__name__})") from None
+
+
 def _sketch_input(sketch):
     """The sketch as the pipeline takes it. Sketchpad payloads that were not
-    preprocessed (``{"composite": {"path": ...}}``) are opened here, size checked
-    from the header before any pixel is decoded."""
-    from octgen.condition.sketch import load_sketch_image
-
+    preprocessed (``{"composite": {"path": ...}}``) are opened here."""
     if isinstance(sketch, dict) and isinstance(sketch.get("composite"), dict):
         path = _path_of(sketch["composite"])
         if not path:
             raise InputError("the sketch is empty: draw the shape's outline first")
-        try:
-            return load_sketch_image(path)
-        except InputError as e:
-            raise InputError(_short(str(e), path)) from None
+        return _open_sketch_file(path)
     if isinstance(sketch, dict) and sketch.get("composite") is None and sketch.get("background") is None:
         raise InputError("the sketch is empty: draw the shape's outline first")
     return sketch

@@ -237,10 +237,37 @@ def test_shape_tab_sketch_file_payload(shape_checkpoint, tmp_path):
     payload = {"background": None, "layers": [], "composite": {"path": str(png), "meta": {"_type": "gradio.FileData"}}}
     _, (glb, *_rest) = _final("Sketch", "", payload, 1, guidance=2.0)
     _check_glb(glb)
+    no_suffix = tmp_path / "composite"  # upload names need not carry an image suffix
+    no_suffix.write_bytes(png.read_bytes())
+    _, (glb2, *_rest) = _final("Sketch", "", {"composite": {"path": str(no_suffix)}}, 1, guidance=2.0)
+    assert len(trimesh.load(glb2, force="mesh").faces) == len(trimesh.load(glb, force="mesh").faces)
     bad = tmp_path / "drawing2.png"
     bad.write_bytes(b"not an image at all")
     with pytest.raises(gr.Error, match="drawing2.png: not a readable image"):
         _final("Sketch", "", {"composite": {"path": str(bad)}}, 1)
+
+
+@pytest.mark.parametrize("side", [20000, 9000])
+def test_shape_tab_refuses_huge_sketch_before_decoding(shape_checkpoint, tmp_path, monkeypatch, side):
+    """A side x side PNG (a decompression bomb: tiny file, 81-400 M pixels) is refused from its header."""
+    import struct
+    import zlib
+
+    from PIL import ImageFile
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    assert bomb.stat().st_size < 1000
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self))
+    with pytest.raises(gr.Error, match="bomb.png: .*too large for a sketch"):
+        _final("Sketch", "", {"composite": {"path": str(bomb)}}, 1)
+    assert not decoded
 
 
 def test_shape_tab_unconditional(shape_checkpoint):
