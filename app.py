@@ -10,8 +10,8 @@ named by OCTGEN_SHAPE_CHECKPOINT), molecule generation with the shipped QM9 chec
 (every molecule viewable), the molecule viewer (SDF / XYZ files through the molecule
 tokenizer) and the octree explorer (any mesh).
 
-Server hygiene: one queue (``QUEUE_CONCURRENCY`` jobs at a time, at most
-``QUEUE_MAX_SIZE`` waiting; more are refused by the queue), uploads up to
+Server hygiene: one queue (``QUEUE_CONCURRENCY`` job at a time per endpoint, at most
+``QUEUE_MAX_SIZE`` waiting in all; more are refused by the queue), uploads up to
 ``MAX_UPLOAD``; every file the app writes, and Gradio's own cache, lives in a folder
 of this process (``$OCTGEN_APP_TMP`` or the system temp folder, ``octgen-app/pid<PID>``);
 a session's folder is removed when the session ends, the process folder when the
@@ -64,7 +64,7 @@ SHAPE_EXAMPLE_PROMPTS = ("a tall bar stool with three thin legs", "a round table
 SKETCH_CANVAS = 320  # pixels; the sketch is cropped to its strokes and resized for the encoder anyway
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-QUEUE_CONCURRENCY = 1  # jobs run at a time: sampling already uses every core
+QUEUE_CONCURRENCY = 1  # jobs of one endpoint run at a time: sampling already uses every core
 QUEUE_MAX_SIZE = 16    # waiting jobs; the queue refuses more with "queue is full"
 MAX_UPLOAD = "20mb"
 SHAPE_CAMERA = (45.0, 65.0, 4.5)  # azimuth, elevation (degrees), distance: the [-1, 1] cube in view
