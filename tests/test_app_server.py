@@ -71,7 +71,11 @@ def server(tmp_path_factory):
            "log": tmp / "server.log", "stale": stale}
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _client(server):
@@ -264,6 +268,6 @@ def test_stopping_removes_the_process_folder(server):
     # Runs last in this module: stops the server.
     assert server["work"].is_dir()
     server["proc"].send_signal(signal.SIGTERM)
-    server["proc"].wait(30)
+    server["proc"].wait(180)  # shutting down can take a while on a busy 2-core machine
     assert not server["work"].exists(), list(server["work"].rglob("*"))[:5]
     assert not [p for p in (server["tmp"] / "octgen-app").rglob("*")]
