@@ -82,22 +82,29 @@ def test_molecule_viewer_rejects_bad_files(tmp_path):
 def test_generate_tab_with_shipped_checkpoint():
     names = app.molecule_checkpoints()
     assert "qm9-xs" in names
-    glb, rows, sdf, summary = app.generate_molecules("qm9-xs", 2, 0, 1.0)
-    assert len(rows) == 2 and all(r[2] > 0 for r in rows)
+    glb, rows, sdf, summary, state = app.generate_molecules("qm9-xs", 3, 0, 1.0)
+    assert len(rows) == 3 and all(r[2] > 0 for r in rows)
     from octgen.data.molecules import read_molecules
-    assert len(read_molecules(sdf)) == 2
-    again = app.generate_molecules("qm9-xs", 2, 0, 1.0)
+    mols = read_molecules(sdf)
+    assert len(mols) == 3
+    again = app.generate_molecules("qm9-xs", 3, 0, 1.0)
     assert again[1] == rows  # one seed, one output
+    # Every molecule of the batch can be drawn.
+    for i in range(3):
+        path, caption = app.show_molecule(i, state)
+        assert path.endswith(f"molecule_{i}.glb") and trimesh.load(path).geometry
+        assert f"Molecule {i}: {mols[i].formula()}" in caption
+    with pytest.raises(gr.Error, match="molecule number"):
+        app.show_molecule(3, state)
+    with pytest.raises(gr.Error, match="Generate molecules first"):
+        app.show_molecule(0, None)
 
 
 @pytest.mark.parametrize("args, match", [
-    (("nope", 2, 0, 1.0), "Choose one of the shipped molecule checkpoints"),
-    (("qm9-xs", 0, 0, 1.0), "Generate between 1 and"),
-    (("qm9-xs", 500, 0, 1.0), "Generate between 1 and"),
-    (("qm9-xs", 2, -1, 1.0), "seed must be a non-negative integer"),
-    (("qm9-xs", 2, 0, 9.0), "Temperature must be between"),
-    (("qm9-xs", "x", 0, 1.0), "must be numbers"),
-])
+    (("nope", 2, 0, 1.0), "checkpoint"), (("qm9-xs", 0, 0, 1.0), "number of molecules"),
+    (("qm9-xs", 500, 0, 1.0), "number of molecules"), (("qm9-xs", 2, -1, 1.0), "seed"),
+    (("qm9-xs", 2, 0, 9.0), "temperature"), (("qm9-xs", "x", 0, 1.0), "number of molecules"),
+    (("qm9-xs", 2.5, 0, 1.0), "number of molecules")])
 def test_generate_tab_rejects_bad_settings(args, match):
     with pytest.raises(gr.Error, match=match):
         app.generate_molecules(*args)
@@ -152,38 +159,122 @@ def _check_glb(path):
 STAGES = {"encode_condition", "decode", "marching_cubes", "total"}
 
 
-def test_shape_tab_prompt_gives_glb_timings_and_downloads(shape_checkpoint):
-    glb, download, summary, timings = app.generate_shape("Prompt", "  a mug with a handle ", None, 3.0, 0, "GLB")
+def _final(condition, prompt, sketch, seed, randomize=False, guidance=3.0, steps=None, temperature=None):
+    """Run the generator handler; -> (all yields, the last one)."""
+    yields = list(app.generate_shape(condition, prompt, sketch, seed, randomize, guidance, steps, temperature))
+    return yields, yields[-1]
+
+
+def test_shape_tab_prompt_gives_previews_glb_timings_and_exports(shape_checkpoint):
+    yields, (glb, seed, summary, timings, mesh_path) = _final("Prompt", "  a mug with a handle ", None, 0)
     mesh = _check_glb(glb)
-    assert download == glb
+    assert mesh_path == glb and seed == 0
+    # Coarse-to-fine: one voxel preview per structure level (depths 1..D), then the mesh.
+    previews = yields[:-1]
+    depth = app._shape_pipeline(str(shape_checkpoint)).transformer.depth
+    assert [os.path.basename(p[0]) for p in previews] == [f"preview_depth{d}.glb" for d in range(1, depth + 1)]
+    cells = [int(p[2].split(": ")[1].split(" ")[0].replace(",", "")) for p in previews]
+    assert cells == sorted(cells) and all(p[3] is None and p[4] is None for p in previews)
+    for p in previews:
+        _check_glb(p[0])
     assert STAGES <= set(timings) and any(k.startswith("sample_level_") for k in timings)
     assert all(v >= 0 for v in timings.values()) and timings["total"] > 0
     assert f"{len(mesh.faces):,} faces" in summary and "watertight" in summary
     assert '"a mug with a handle"' in summary  # the cleaned prompt that was used
     # One seed, one shape; every call writes to its own fresh folder.
-    glb2, obj, _, _ = app.generate_shape("Prompt", "a mug with a handle", None, 3.0, 0, "OBJ")
+    _, (glb2, *_rest) = _final("Prompt", "a mug with a handle", None, 0)
     assert os.path.dirname(glb2) != os.path.dirname(glb)
-    assert obj.endswith(".obj") and os.path.dirname(obj) == os.path.dirname(glb2)
-    assert len(trimesh.load(obj, force="mesh").faces) == len(mesh.faces)
     assert len(trimesh.load(glb2, force="mesh").faces) == len(mesh.faces)
+    # Export from the same result in every format.
+    for fmt in app.SHAPE_FORMATS:
+        out = app.export_shape(glb2, fmt)
+        assert out.endswith("." + fmt.lower()) and os.path.dirname(out) == os.path.dirname(glb2)
+        assert len(trimesh.load(out, force="mesh").faces) == len(mesh.faces)
     assert not [f for f in os.listdir(os.path.dirname(glb2)) if ".part" in f]  # atomic writes left nothing
+
+
+def test_shape_tab_randomize_writes_the_seed_back(shape_checkpoint):
+    _, last = _final("Prompt", "a mug", None, 5, randomize=True)
+    assert isinstance(last[1], int) and 0 <= last[1] < app.RANDOM_SEED_BELOW
+    assert f"seed {last[1]}" in last[2]
+    # The written-back seed reproduces the shape.
+    _, again = _final("Prompt", "a mug", None, last[1])
+    assert len(trimesh.load(again[0], force="mesh").faces) == len(trimesh.load(last[0], force="mesh").faces)
+
+
+def test_shape_tab_advanced_settings_reach_the_sampler(shape_checkpoint, monkeypatch):
+    from octgen.pipeline.shape import ShapePipeline
+
+    seen = []
+    original = ShapePipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append({k: v for k, v in kwargs.items() if k in ("guidance_scale", "steps", "temperature")})
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ShapePipeline, "__call__", spy)
+    _final("Prompt", "a mug", None, 2, guidance=2.5, steps=3, temperature=0.0)
+    _final("Prompt", "a mug", None, 2, guidance=0, steps=0, temperature=1.5)
+    _final("Prompt", "a mug", None, 2, guidance=None)  # API callers may leave them out: the checkpoint's
+    assert seen == [{"guidance_scale": 2.5, "steps": 3, "temperature": 0.0},
+                    {"guidance_scale": 0.0, "steps": None, "temperature": 1.5}, {}]
 
 
 def test_shape_tab_sketch_array_and_editor_dict(shape_checkpoint):
     strokes = _stroke_sketch()
-    glb, _, summary, timings = app.generate_shape("Sketch", "ignored prompt", strokes, 2.0, 1, "GLB")
+    _, (glb, _, summary, timings, _) = _final("Sketch", "ignored prompt", strokes, 1, guidance=2.0)
     _check_glb(glb)
     assert "the sketch" in summary and STAGES <= set(timings)
-    glb_dict, stl, _, _ = app.generate_shape("Sketch", "", _editor_value(strokes), 2.0, 1, "STL")
+    _, (glb_dict, *_rest) = _final("Sketch", "", _editor_value(strokes), 1, guidance=2.0)
     # The same drawing as an ImageEditor dict gives the same shape.
     assert len(trimesh.load(glb_dict, force="mesh").faces) == len(trimesh.load(glb, force="mesh").faces)
-    assert stl.endswith(".stl") and len(trimesh.load(stl).faces) > 0
+
+
+def test_shape_tab_sketch_file_payload(shape_checkpoint, tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "drawing.png"
+    Image.fromarray(_stroke_sketch()).save(png)
+    payload = {"background": None, "layers": [], "composite": {"path": str(png), "meta": {"_type": "gradio.FileData"}}}
+    _, (glb, *_rest) = _final("Sketch", "", payload, 1, guidance=2.0)
+    _check_glb(glb)
+    no_suffix = tmp_path / "composite"  # upload names need not carry an image suffix
+    no_suffix.write_bytes(png.read_bytes())
+    _, (glb2, *_rest) = _final("Sketch", "", {"composite": {"path": str(no_suffix)}}, 1, guidance=2.0)
+    assert len(trimesh.load(glb2, force="mesh").faces) == len(trimesh.load(glb, force="mesh").faces)
+    bad = tmp_path / "drawing2.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(gr.Error, match="drawing2.png: not a readable image"):
+        _final("Sketch", "", {"composite": {"path": str(bad)}}, 1)
+
+
+@pytest.mark.parametrize("side", [20000, 9000])
+def test_shape_tab_refuses_huge_sketch_before_decoding(shape_checkpoint, tmp_path, monkeypatch, side):
+    """A side x side PNG (a decompression bomb: tiny file, 81-400 M pixels) is refused from its header."""
+    import struct
+    import zlib
+
+    from PIL import ImageFile
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    assert bomb.stat().st_size < 1000
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self))
+    with pytest.raises(gr.Error, match="bomb.png: .*too large for a sketch"):
+        _final("Sketch", "", {"composite": {"path": str(bomb)}}, 1)
+    assert not decoded
 
 
 def test_shape_tab_unconditional(shape_checkpoint):
-    glb, download, summary, timings = app.generate_shape("Nothing (unconditional)", "", None, 0, 0, "GLB")
+    _, (glb, seed, summary, timings, path) = _final("Nothing (unconditional)", "", None, 0, guidance=0)
     _check_glb(glb)
-    assert "unconditional" in summary and download == glb and STAGES <= set(timings)
+    assert "unconditional" in summary and path == glb and STAGES <= set(timings)
 
 
 def _blank_dict():
@@ -194,24 +285,27 @@ def _blank_dict():
 
 
 @pytest.mark.parametrize("args, match", [
-    (("Prompt", "", None, 3.0, 0), "prompt is empty"),
-    (("Prompt", "   \n ", None, 3.0, 0), "prompt is empty"),
-    (("Prompt", None, None, 3.0, 0), "prompt is empty"),
-    (("Prompt", "x" * 600, None, 3.0, 0), "characters"),
-    (("Sketch", "a mug", None, 3.0, 0), "sketch is empty"),
-    (("Sketch", "", "blank-array", 3.0, 0), "sketch is blank"),
-    (("Sketch", "", "blank-dict", 3.0, 0), "sketch is blank"),
-    (("Sketch", "", {"background": None, "layers": [], "composite": None}, 3.0, 0), "sketch is empty"),
-    (("Prompt", "a mug", None, 3.0, -1), "seed"),
-    (("Prompt", "a mug", None, 3.0, 1.5), "seed"),
-    (("Prompt", "a mug", None, 3.0, "x"), "seed"),
-    (("Prompt", "a mug", None, 3.0, None), "seed"),
-    (("Prompt", "a mug", None, 3.0, 2**64), "seed"),
-    (("Prompt", "a mug", None, -0.5, 0), "guidance"),
-    (("Prompt", "a mug", None, 10.5, 0), "guidance"),
-    (("Prompt", "a mug", None, float("nan"), 0), "guidance"),
-    (("Prompt", "a mug", None, None, 0), "guidance"),
-    (("Text", "a mug", None, 3.0, 0), "condition"),
+    (("Prompt", "", None, 0), "prompt is empty"),
+    (("Prompt", "   \n ", None, 0), "prompt is empty"),
+    (("Prompt", None, None, 0), "prompt is empty"),
+    (("Prompt", "x" * 600, None, 0), "characters"),
+    (("Sketch", "a mug", None, 0), "sketch is empty"),
+    (("Sketch", "", "blank-array", 0), "sketch is blank"),
+    (("Sketch", "", "blank-dict", 0), "sketch is blank"),
+    (("Sketch", "", {"background": None, "layers": [], "composite": None}, 0), "sketch is empty"),
+    (("Prompt", "a mug", None, -1), "seed"),
+    (("Prompt", "a mug", None, 1.5), "seed"),
+    (("Prompt", "a mug", None, "x"), "seed"),
+    (("Prompt", "a mug", None, None), "seed"),
+    (("Prompt", "a mug", None, 2**64), "seed"),
+    (("Prompt", "a mug", None, 0, False, -0.5), "guidance"),
+    (("Prompt", "a mug", None, 0, False, 10.5), "guidance"),
+    (("Prompt", "a mug", None, 0, False, float("nan")), "guidance"),
+    (("Prompt", "a mug", None, 0, False, "x"), "guidance"),
+    (("Prompt", "a mug", None, 0, False, 3.0, -1), "steps"),
+    (("Prompt", "a mug", None, 0, False, 3.0, 2.5), "steps"),
+    (("Prompt", "a mug", None, 0, False, 3.0, None, 5.0), "temperature"),
+    (("Text", "a mug", None, 0), "condition"),
 ])
 def test_shape_tab_rejects_bad_input(shape_checkpoint, args, match):
     import numpy as np
@@ -222,19 +316,22 @@ def test_shape_tab_rejects_bad_input(shape_checkpoint, args, match):
     elif args[2] == "blank-dict":
         args[2] = _blank_dict()
     with pytest.raises(gr.Error, match=match) as info:
-        app.generate_shape(*args)
+        list(app.generate_shape(*args))
     message = str(info.value.message)
     assert "\n" not in message and "Traceback" not in message and message[0].isupper()
+    assert info.value.print_exception is False  # logged as one line, not a traceback
 
 
-def test_shape_tab_rejects_bad_format(shape_checkpoint):
+def test_export_needs_a_result_and_a_format(tmp_path):
+    with pytest.raises(gr.Error, match="Generate a shape first"):
+        app.export_shape(None, "OBJ")
     with pytest.raises(gr.Error, match="format"):
-        app.generate_shape("Prompt", "a mug", None, 3.0, 0, "FBX")
+        app.export_shape(str(tmp_path / "x.glb"), "FBX")
 
 
 def test_shape_tab_without_checkpoint(no_shape_checkpoint):
     with pytest.raises(gr.Error, match="No shape checkpoint is installed.*octgen train configs/shapes-xs.json"):
-        app.generate_shape("Prompt", "a mug with a handle", None, 3.0, 0)
+        list(app.generate_shape("Prompt", "a mug with a handle", None, 0))
 
 
 def test_shape_checkpoint_defaults_to_shapes_xs(monkeypatch):
@@ -245,7 +342,7 @@ def test_shape_checkpoint_defaults_to_shapes_xs(monkeypatch):
 def test_shape_checkpoint_of_wrong_modality(monkeypatch):
     monkeypatch.setenv(app.SHAPE_CHECKPOINT_ENV, str(app.CHECKPOINTS / "qm9-xs"))
     with pytest.raises(gr.Error, match="not a shape one"):
-        app.generate_shape("Nothing (unconditional)", "", None, 3.0, 0)
+        list(app.generate_shape("Nothing (unconditional)", "", None, 0))
 
 
 def _components(demo, kind):
@@ -259,6 +356,13 @@ def test_demo_builds_with_shape_checkpoint(shape_checkpoint):
     assert len(_components(demo, gr.Sketchpad)) == 1
     [slider] = [s for s in _components(demo, gr.Slider) if s.label.startswith("Guidance")]
     assert slider.value == 3.0 and slider.minimum == 0 and slider.maximum == 10  # the checkpoint's default
+    # Conditions as tabs, Generate outside them (always in view), randomize on by default, an Advanced accordion.
+    assert {"Prompt", "Sketch", "Nothing"} <= set(tabs)
+    [randomize] = [c for c in _components(demo, gr.Checkbox) if c.label == "Randomize seed"]
+    assert randomize.value is True
+    assert [a.label for a in _components(demo, gr.Accordion)] == ["Advanced"]
+    [fmt] = [r for r in _components(demo, gr.Radio) if r.label == "Export format"]
+    assert list(c[0] for c in fmt.choices) == list(app.SHAPE_FORMATS)
 
 
 def test_demo_builds_without_shape_checkpoint(no_shape_checkpoint):

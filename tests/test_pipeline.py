@@ -50,7 +50,8 @@ def test_generate_cli_writes_sdf_and_manifest(ckpt, tmp_path, capsys):
     assert rc == 0
     mols = read_molecules(out / "molecules.sdf")
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert [r["index"] for r in rows] == [0, 1, 2] and all(r["seed"] == 4 for r in rows)
+    # Batch b of --batch-size 2 is seeded 4 + b.
+    assert [r["index"] for r in rows] == [0, 1, 2] and [r["seed"] for r in rows] == [4, 4, 5]
     assert [r["num_atoms"] for r in rows] == [len(m) for m in mols]
     assert all(r["seconds"] > 0 for r in rows)
     # Same seed, same molecules.

@@ -7,14 +7,26 @@ atomically as soon as it is made, the manifest atomically at the end.
 
 ``octgen generate molecule --num N --seed S --out DIR`` writes ``DIR/molecules.sdf``
 (all molecules, in order) and ``DIR/manifest.jsonl`` (one line per molecule: index,
-seed, atoms, seconds). Both files are written atomically at the end, so an
-interrupted run leaves no half-written output.
+seed, batch, row, formula, SMILES, validity, stability, atoms, seconds).
+
+Both commands are resumable and can be split over processes: finished work units
+(one shape, or one batch of molecules) are recorded in ``DIR/.octgen-parts/`` (each
+unit's files written atomically, its record last), ``--resume`` skips the recorded
+units of a run with the same settings, and the final files are assembled from the
+units once all are done (then the parts folder is removed). Under ``accelerate
+launch --multi_gpu --num_processes P`` process ``p`` makes the units ``u`` with
+``u % P == p`` (sampling on its CPU); the main process assembles. A run killed at any point (even SIGKILL) leaves no
+half-written or duplicate output, and its rerun with ``--resume`` gives the same
+files as an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ._args import int_in_range
+
+PARTS_DIR = ".octgen-parts"
 
 DEFAULT_CHECKPOINT = "checkpoints/qm9-xs"
 DEFAULT_SHAPE_CHECKPOINT = "checkpoints/shapes-xs"
@@ -53,6 +65,101 @@ def _add_checkpoint_and_sampling(p, checkpoint_help: str) -> None:
                    help="sampling temperature (default: the checkpoint's; 0 = greedy)")
 
 
+def _add_resume(p) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same settings): finished items are kept, "
+                        "the rest made; without it a previous run's unfinished parts are discarded")
+
+
+class _Parts:
+    """The finished work units of one run, recorded in ``DIR/.octgen-parts``.
+
+    A unit is finished when its record ``unit_{u:06d}.jsonl`` (its manifest lines)
+    exists; the record is written atomically after the unit's files. ``run.json``
+    holds the run's settings, so ``--resume`` refuses to mix runs.
+    """
+
+    def __init__(self, out: Path, settings: dict, resume: bool, state):
+        self.dir, self.state = out / PARTS_DIR, state
+        self.settings = json.loads(json.dumps(settings))
+        if state.is_main_process:
+            self._start(resume)
+        state.wait_for_everyone()
+        self._check()
+
+    def _start(self, resume: bool) -> None:
+        import shutil
+
+        from ..export.atomic import atomic_path
+
+        if not resume:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        # Temporary files of atomic writes cut short by a kill (SIGKILL skips their clean-up).
+        for folder in (self.dir.parent, self.dir):
+            for tmp in folder.glob(".*.part*") if folder.is_dir() else []:
+                tmp.unlink(missing_ok=True)
+        if not (self.dir / "run.json").is_file():
+            with atomic_path(self.dir / "run.json") as tmp:
+                tmp.write_text(json.dumps(self.settings, indent=1) + "\n")
+
+    def _check(self) -> None:
+        from ..errors import InputError
+
+        try:
+            recorded = json.loads((self.dir / "run.json").read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{self.dir / 'run.json'}: unreadable run record; rerun without --resume") from None
+        if recorded != self.settings:
+            changed = sorted(k for k in set(recorded) | set(self.settings) if recorded.get(k) != self.settings.get(k))
+            raise InputError(f"--resume: {self.dir.parent} holds a run with other settings "
+                             f"({', '.join(changed)} differ); use the same flags, or rerun without --resume")
+
+    def path(self, unit: int) -> Path:
+        return self.dir / f"unit_{unit:06d}.jsonl"
+
+    def done(self, unit: int) -> bool:
+        return self.path(unit).is_file()
+
+    def mine(self, units: int) -> list[int]:
+        """This process's unfinished units."""
+        return [u for u in range(units)
+                if u % self.state.num_processes == self.state.process_index and not self.done(u)]
+
+    def finish(self, unit: int, lines: list[dict]) -> None:
+        from ..export.atomic import atomic_path
+
+        with atomic_path(self.path(unit)) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    def lines(self, units: int) -> list[dict]:
+        """Manifest lines of the finished units, in unit order."""
+        return [json.loads(line) for u in range(units) if self.done(u)
+                for line in self.path(u).read_text().splitlines()]
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _process_state():
+    """accelerate's process state: one process, or this process's rank among those
+    started by ``accelerate launch --multi_gpu --num_processes P`` (torchrun; on a
+    machine without GPUs too). The pipelines sample on the CPU, so the processes
+    meet over gloo. (``accelerate launch --cpu --num_processes P`` starts a single
+    process in accelerate 1.15 unless MPI is installed.)"""
+    from accelerate import PartialState
+
+    return PartialState(cpu=True)
+
+
+def _write_manifest(out: Path, lines: list[dict]) -> None:
+    from ..export.atomic import atomic_path
+
+    with atomic_path(out / "manifest.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate shapes or molecules with a trained checkpoint",
                        description="Generate samples with a trained OctGen checkpoint.")
@@ -65,12 +172,16 @@ def add_parser(sub) -> None:
     m.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _add_checkpoint_and_sampling(m, f"pipeline folder (default: the shipped {DEFAULT_CHECKPOINT})")
     m.add_argument("--batch-size", type=int_in_range(1, 100_000), default=500,
-                   help="molecules sampled together (default 500)")
+                   help="molecules sampled together (default 500); batch b uses seed S + b")
+    _add_resume(m)
     m.set_defaults(func=run_molecule)
 
 
 def run_molecule(args) -> int:
-    import json
+    """Batch b (molecules b * B .. b * B + B - 1, B = --batch-size) is sampled with its
+    own generator seeded S + b: it is the resumable unit, and any molecule can be
+    made again from its manifest line (``--seed <seed> --num <batch size> --batch-size
+    <batch size>``, then its ``row``)."""
     import time
 
     import torch
@@ -79,38 +190,61 @@ def run_molecule(args) -> int:
     from ..data.molecules import write_sdf
     from ..errors import InputError
     from ..export.atomic import atomic_path
+    from ..metrics.molecules import evaluate_molecule
     from ..pipeline.pipeline import OctGenPipeline
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    if args.seed + (args.num - 1) // args.batch_size > MAX_SEED:
+        raise InputError(f"--seed {args.seed}: the batches would use seeds above the largest seed {MAX_SEED}")
     pipe = OctGenPipeline.from_pretrained(ckpt)
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = None if args.steps == 0 else args.steps
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
-    generator = torch.Generator().manual_seed(args.seed)
-    molecules, manifest = [], []
-    with tqdm(total=args.num, unit="mol", desc="generating") as bar:
-        while len(molecules) < args.num:
-            n = min(args.batch_size, args.num - len(molecules))
-            t0 = time.perf_counter()
-            batch = pipe(n, generator=generator, batch_size=n, **overrides)
-            per = (time.perf_counter() - t0) / n
-            for mol in batch:
-                i = len(molecules)
-                mol.name = f"octgen_{args.seed}_{i:06d}"
-                molecules.append(mol)
-                # Molecules of one batch are sampled together: each gets the batch time / batch size.
-                manifest.append({"index": i, "seed": args.seed, "num_atoms": len(mol), "seconds": round(per, 6)})
-            bar.update(n)
+    state = _process_state()
+    settings = {"command": "molecule", "num": args.num, "seed": args.seed, "batch_size": args.batch_size,
+                "checkpoint": str(ckpt.resolve()), "steps": args.steps, "temperature": args.temperature}
     out.mkdir(parents=True, exist_ok=True)
-    write_sdf(molecules, out / "molecules.sdf")
-    with atomic_path(out / "manifest.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in manifest))
-    print(f"wrote {len(molecules)} molecules to {out / 'molecules.sdf'} and {out / 'manifest.jsonl'}")
+    parts = _Parts(out, settings, args.resume, state)
+    batches = -(-args.num // args.batch_size)
+    mine = parts.mine(batches)
+    with tqdm(total=sum(min(args.batch_size, args.num - b * args.batch_size) for b in mine), unit="mol",
+              desc="generating", disable=not state.is_main_process) as bar:
+        for b in mine:
+            n, seed = min(args.batch_size, args.num - b * args.batch_size), args.seed + b
+            t0 = time.perf_counter()
+            batch = pipe(n, generator=torch.Generator().manual_seed(seed), batch_size=n, **overrides)
+            per = (time.perf_counter() - t0) / n
+            lines = []
+            for row, mol in enumerate(batch):
+                index = b * args.batch_size + row
+                mol.name = f"octgen_{args.seed}_{index:06d}"
+                facts = evaluate_molecule(mol) if len(mol) else {"smiles": None, "stable": False}
+                # Molecules of one batch are sampled together: each gets the batch time / batch size.
+                lines.append({"index": index, "seed": seed, "batch": b, "row": row, "formula": mol.formula(),
+                              "smiles": facts["smiles"], "valid": facts["smiles"] is not None,
+                              "stable": bool(facts["stable"]), "num_atoms": len(mol), "seconds": round(per, 6)})
+            write_sdf(batch, parts.dir / f"unit_{b:06d}.sdf")
+            parts.finish(b, lines)
+            bar.update(n)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    manifest = parts.lines(batches)
+    if len(manifest) != args.num:
+        raise InputError(f"{out}: {len(manifest)} of {args.num} molecules were made; rerun with --resume")
+    with atomic_path(out / "molecules.sdf") as tmp:
+        with open(tmp, "w") as f:
+            for b in range(batches):
+                f.write((parts.dir / f"unit_{b:06d}.sdf").read_text())
+    _write_manifest(out, manifest)
+    parts.close()
+    split = f" ({state.num_processes} processes)" if state.num_processes > 1 else ""
+    print(f"wrote {args.num} molecules to {out / 'molecules.sdf'} and {out / 'manifest.jsonl'}{split}")
     return 0
 
 
@@ -161,6 +295,7 @@ def _add_shape_parser(gsub) -> None:
     s.add_argument("--format", choices=SHAPE_FORMATS, default="glb", help="mesh file format (default glb)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     _add_checkpoint_and_sampling(s, f"shape pipeline folder (default: the shipped {DEFAULT_SHAPE_CHECKPOINT})")
+    _add_resume(s)
     s.set_defaults(func=run_shape)
 
 
@@ -345,31 +480,39 @@ def _make_shape(pipe, condition: dict, index: int, seed: int, out: Path, fmt: st
 
 
 def run_shape(args) -> int:
-    import json
     import sys
 
     from tqdm import tqdm
 
-    from ..export.atomic import atomic_path
-
     pipe, conditions, overrides, settings = _prepare_shapes(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = []
+    state = _process_state()
+    total = len(conditions) * args.num
+    run = {"command": "shape", "conditions": [[c["prompt"], c["sketch"]] for c in conditions], "num": args.num,
+           "seed": args.seed, "format": args.format, "checkpoint": str(Path(args.checkpoint).resolve())
+           if args.checkpoint else None, **settings}
+    parts = _Parts(out, run, args.resume, state)
+    mine = parts.mine(total)
     try:
-        with tqdm(total=len(conditions) * args.num, unit="shape", desc="generating", file=sys.stderr) as bar:
-            for ci, condition in enumerate(conditions):
-                for k in range(args.num):
-                    index = ci * args.num + k
-                    manifest.append(_make_shape(pipe, condition, index, args.seed + index, out, args.format,
-                                                overrides, settings))
-                    bar.update(1)
+        with tqdm(total=len(mine), unit="shape", desc="generating", file=sys.stderr,
+                  disable=not state.is_main_process) as bar:
+            for index in mine:
+                condition = conditions[index // args.num]
+                line = _make_shape(pipe, condition, index, args.seed + index, out, args.format, overrides, settings)
+                parts.finish(index, [line])
+                bar.update(1)
     finally:
-        # Also on Ctrl-C: the manifest then lists exactly the items whose files exist.
-        if manifest:
-            with atomic_path(out / "manifest.jsonl") as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in manifest))
-
+        # Also on Ctrl-C (one process): the manifest then lists exactly the finished items;
+        # the parts stay for --resume.
+        if state.num_processes == 1 and parts.lines(total):
+            _write_manifest(out, parts.lines(total))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    manifest = parts.lines(total)
+    _write_manifest(out, manifest)
+    parts.close()
     n_empty = sum(r["empty"] for r in manifest)
     if n_empty:
         print(f"octgen: warning: {n_empty} of {len(manifest)} shapes came out empty (no surface decoded); "

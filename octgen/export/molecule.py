@@ -2,7 +2,7 @@
 
 The SDF and XYZ writers live with the readers in :mod:`octgen.data.molecules`
 and are re-exported here. :func:`molecule_to_glb` draws each atom as a sphere in
-its Jmol/CPK colour (radius proportional to the covalent radius) and each bond
+its CPK colour (Jmol's, with carbon dark grey) (radius proportional to the covalent radius) and each bond
 perceived from geometry (EDM tables) as a stick split half-and-half in the colours
 of its two atoms; double and triple bonds are two or three thinner parallel sticks.
 One PBR material per element colour keeps the file small and renders in any glTF
@@ -22,9 +22,10 @@ from .atomic import atomic_path
 __all__ = ["molecule_to_glb", "molecule_to_scene", "write_molecules", "write_sdf", "write_xyz",
            "check_molecule_out_path"]
 
-# Jmol colours (RGB 0..255) and covalent radii (Angstrom) of common elements.
+# Jmol colours (RGB 0..255), except carbon in the darker CPK grey (Jmol's pale grey
+# looks like white hydrogen once lit), and covalent radii (Angstrom) of common elements.
 ELEMENT_COLOURS = {
-    "H": (255, 255, 255), "B": (255, 181, 181), "C": (144, 144, 144), "N": (48, 80, 248), "O": (255, 13, 13),
+    "H": (255, 255, 255), "B": (255, 181, 181), "C": (64, 64, 64), "N": (48, 80, 248), "O": (255, 13, 13),
     "F": (144, 224, 80), "Al": (191, 166, 166), "Si": (240, 200, 160), "P": (255, 128, 0), "S": (255, 255, 48),
     "Cl": (31, 240, 31), "As": (189, 128, 227), "Br": (166, 41, 41), "I": (148, 0, 148), "Hg": (184, 184, 208),
     "Bi": (158, 79, 181),

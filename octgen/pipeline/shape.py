@@ -152,7 +152,7 @@ class ShapePipeline:
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, sketch=None, num: int = 1,
                  generator: torch.Generator | None = None, guidance_scale: float | None = None,
-                 **overrides) -> list[ShapeResult]:
+                 callback=None, **overrides) -> list[ShapeResult]:
         """Generate shapes.
 
         Args:
@@ -162,6 +162,9 @@ class ShapePipeline:
             generator: drives every random choice (same generator state, same shapes).
             guidance_scale: classifier-free guidance weight (0: unconditional,
                 1: conditional only); default the checkpoint's.
+            callback: optional ``callback(level, structure_B)`` after each octree
+                level is sampled (see :meth:`OctreeSampler.sample`); the shapes are
+                the same with and without it.
             overrides: other :class:`SamplerConfig` fields (steps, temperature...).
         Returns:
             One :class:`ShapeResult` per shape, in order.
@@ -188,7 +191,8 @@ class ShapePipeline:
             cond = Condition(embeds=cond.embeds, embeds_mask=cond.embeds_mask, drop_B=torch.ones(B, dtype=torch.bool))
             cfg = replace(cfg, guidance_scale=1.0)
         tokens, stats = OctreeSampler(self.transformer, cfg).sample(B, generator=generator, cond=cond,
-                                                                    payload_kind=PAYLOAD_KIND, return_stats=True)
+                                                                    payload_kind=PAYLOAD_KIND, return_stats=True,
+                                                                    callback=callback)
         shared = {"encode_condition": t_cond / B}
         for d, s in enumerate(stats["level_seconds"]):
             shared[f"sample_level_{d}"] = s / B

@@ -96,7 +96,7 @@ class OctreeSampler:
 
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
-               payload_kind: str = "atoms", return_stats: bool = False):
+               payload_kind: str = "atoms", return_stats: bool = False, callback=None):
         """Sample ``batch_size`` token sequences.
 
         Args:
@@ -106,6 +106,11 @@ class OctreeSampler:
             payload_kind: written into the returned tokens.
             return_stats: also return {"forwards": model calls, "steps": per level,
                 "level_seconds": wall-clock seconds per level}.
+            callback: optional ``callback(level, structure_B)`` called after each
+                level ``d`` = 0..D is sampled; ``structure_B[b]`` is row b's list of
+                uint8 structure tokens of depths 0..min(d, D - 1) (CPU). It only reads
+                finished tokens and draws nothing from ``generator``, so the samples
+                are the same with and without it.
         Returns:
             B :class:`OctreeTokens` (CPU tensors).
         """
@@ -167,6 +172,9 @@ class OctreeSampler:
             if not leaf:
                 keys, valid = children_of_level(keys, tokens[..., 0], valid)
             stats["level_seconds"].append(time.perf_counter() - t_level)
+            if callback is not None:
+                callback(d, [[t[b, v[b], 0].to(torch.uint8).cpu() for t, v in level_tokens[:D]]
+                             for b in range(B)])
         out = self._to_tokens(level_tokens, D, payload_kind)
         return (out, stats) if return_stats else out
 
