@@ -116,10 +116,10 @@ class OctreeSampler:
         """
         dev = next(self.model.parameters()).device
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            return self._sample(batch_size, generator, cond, payload_kind, return_stats)
+            return self._sample(batch_size, generator, cond, payload_kind, return_stats, callback)
 
     def _sample(self, batch_size: int, generator: torch.Generator | None, cond: Condition | None,
-                payload_kind: str, return_stats: bool):
+                payload_kind: str, return_stats: bool, callback):
         model, cfg = self.model, self.config
         dev = next(model.parameters()).device
         D, P = model.depth, len(model.cfg.payload_vocab_sizes)
