@@ -5,14 +5,12 @@ view; switch to molecules, generate, select the third molecule. Screenshots go t
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+from helpers import free_port, start_app
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -28,27 +26,11 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system chromium (ap
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-app")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "OCTGEN_APP_TMP": str(tmp / "octgen-app"),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("OCTGEN_SHAPE_CHECKPOINT", None)  # the shipped shapes-xs
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300  # generous: a busy 2-core machine imports torch slowly
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp / "server.log").read_text()
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start in 300 s")
+    proc, url = start_app(env, tmp / "server.log")
     yield url
     proc.send_signal(signal.SIGTERM)
     try:

@@ -4,9 +4,7 @@ concurrent sessions, and no temporary file left behind."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,16 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 import trimesh
+from helpers import free_port, start_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_SESSIONS = 20
 LOAD_SECONDS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_kib(pid: int) -> int:
@@ -45,28 +38,13 @@ def server(tmp_path_factory):
     stale = tmp / "octgen-app" / "pid999999999"  # a folder left by a process that no longer runs
     stale.mkdir(parents=True)
     (stale / "left-over.glb").write_bytes(b"x")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "OCTGEN_APP_TMP": str(tmp / "octgen-app"),
            "OCTGEN_SHAPE_CHECKPOINT": str(make_untrained_shape_pipeline(tmp / "shape-pipeline")),
            "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_HEARTBEAT_INTERVAL": "0.5",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("GRADIO_SERVER_NAME", None)
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=tmp)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300  # generous: a busy 2-core machine imports torch slowly
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp / "server.log").read_text()
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start in 300 s")
+    proc, url = start_app(env, tmp / "server.log", cwd=tmp)
     yield {"url": url, "port": port, "proc": proc, "tmp": tmp, "work": tmp / "octgen-app" / f"pid{proc.pid}",
            "log": tmp / "server.log", "stale": stale}
     if proc.poll() is None:

@@ -14,24 +14,15 @@ import trimesh
 
 from corpus import (METHANE_XYZ, MESH_ERRORS, MESH_OK, MOL_ERRORS, build, lattice_xyz, png_header_only, save_png,
                     stroke_image, write_big_ply)
-from octgen.cli.main import main
 from octgen.condition.sketch import load_sketch_image, preprocess_sketch
 from octgen.condition.text import MAX_PROMPT_CHARS, check_prompt
 from octgen.data.meshes import load_mesh
 from octgen.data.molecules import read_molecules
 from octgen.errors import InputError
 from octgen.tokenize import OctreeTokens
+from helpers import run_cli as _run
 
 torch.set_num_threads(1)
-
-
-def _run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _one_line_error(code, err, *fragments):

@@ -12,7 +12,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from octgen.cli.main import main
+from helpers import run_cli as _run
 
 torch.set_num_threads(1)
 
@@ -39,16 +39,6 @@ def sketch_pngs(tmp_path_factory):
         Image.fromarray(render_sketch(ds[i].sdf, size=96)).save(folder / name)
         paths.append(folder / name)
     return folder, sorted(paths)
-
-
-def _run(capsys, *argv):
-    """Run the CLI in-process: (exit code, stdout, stderr); argparse errors included."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _gen(capsys, ckpt, out, *flags):

@@ -20,25 +20,16 @@ import torch
 import trimesh
 from safetensors.torch import load_file
 
-from octgen.cli.main import main
 from octgen.errors import InputError
 from octgen.export.atomic import atomic_path
 from octgen.pipeline.shape import load_pipeline
 from octgen.tokenize.molecule import MoleculeTokenizer
 from octgen.tokenize.shape_vqvae import load_tokenizer
 from octgen.weights import check_safetensors
+from helpers import run_cli as _run
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- full disk

@@ -9,19 +9,18 @@ from octgen.model.sequence import nodes_to_tokens, pad_nodes, tokens_to_nodes
 from octgen.model.transformer import _rope_frequencies, apply_rope, rope_angles
 from octgen.train.data import synthetic_tokens
 from octgen.train.objective import make_training_batch, masked_token_loss
+from helpers import synthetic_seqs, tiny_model
 
 torch.set_num_threads(1)
 PAYLOAD = (3, 4)
 
 
 def tiny(**kw):
-    torch.manual_seed(0)
-    return OctGenTransformer.from_octgen_config(
-        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=2, n_heads=2, **kw)).double().eval()
+    return tiny_model(PAYLOAD, **kw)
 
 
 def seqs(n=3, points=6, seed=0):
-    return [tokens_to_nodes(t) for t in synthetic_tokens(n, points, 3, PAYLOAD, seed)]
+    return synthetic_seqs(PAYLOAD, n, points, seed)
 
 
 def _score(q, k, pos_q, pos_k, depth=6, head_dim=24):

@@ -6,26 +6,24 @@ import math
 import pytest
 import torch
 
-from octgen.model import Condition, OctGenConfig, OctGenTransformer
-from octgen.model.sequence import pad_nodes, tokens_to_nodes
-from octgen.model.transformer import NodeInputs
+from octgen.model import Condition
+from octgen.model.sequence import pad_nodes
 from octgen.sampling import OctreeSampler, SamplerConfig
 from octgen.sampling.scheduler import sample_field
 from octgen.train.data import synthetic_tokens
 from octgen.train.objective import leaf_counts, make_all_levels_batch, masked_token_loss
+from helpers import synthetic_seqs, tiny_model
 
 torch.set_num_threads(1)
 PAYLOAD = (3, 4, 5)
 
 
 def tiny(**kw):
-    torch.manual_seed(0)
-    return OctGenTransformer.from_octgen_config(
-        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=2, n_heads=2, **kw)).double().eval()
+    return tiny_model(PAYLOAD, **kw)
 
 
 def seqs(n=3, points=6, seed=0):
-    return [tokens_to_nodes(t) for t in synthetic_tokens(n, points, 3, PAYLOAD, seed)]
+    return synthetic_seqs(PAYLOAD, n, points, seed)
 
 
 def test_all_levels_batch_layout():
@@ -204,7 +202,6 @@ def test_revealed_leaves_are_rotated_at_their_exact_position():
     assert torch.allclose(pos[revealed], batch.centre_BT3[revealed] + frac[revealed] * cell)
     assert torch.equal(pos[~revealed], batch.centre_BT3[~revealed])
     assert (pos[revealed] - batch.centre_BT3[revealed]).abs().max() < cell / 2  # stays inside its cell
-    cond = Condition()
     out = [OctreeSampler(model, SamplerConfig(steps=3, use_cache=c)).sample(2, generator=torch.Generator().manual_seed(3))
            for c in (True, False)]
     for x, y in zip(*out):
