@@ -72,3 +72,17 @@ def synthetic_seqs(payload_vocab_sizes, n=3, points=6, seed=0):
     from octgen.train.data import synthetic_tokens
 
     return [tokens_to_nodes(t) for t in synthetic_tokens(n, points, 3, payload_vocab_sizes, seed)]
+
+
+def stop_app(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the app (it removes its folders on the way out), SIGKILL after ``timeout`` s."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

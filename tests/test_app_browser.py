@@ -4,13 +4,11 @@ view; switch to molecules, generate, select the third molecule. Screenshots go t
 ``artifacts/browser/`` (gitignored)."""
 import os
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, start_app
+from helpers import free_port, start_app, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -32,12 +30,7 @@ def app_url(tmp_path_factory):
     env.pop("OCTGEN_SHAPE_CHECKPOINT", None)  # the shipped shapes-xs
     proc, url = start_app(env, tmp / "server.log")
     yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_app(proc, 60)
 
 
 def _wait_drawn(viewer, timeout_s: float = 90.0, min_pixels: int = 400) -> int:

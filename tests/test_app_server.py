@@ -4,7 +4,6 @@ concurrent sessions, and no temporary file left behind."""
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trimesh
-from helpers import free_port, start_app
+from helpers import free_port, start_app, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_SESSIONS = 20
@@ -47,13 +46,7 @@ def server(tmp_path_factory):
     proc, url = start_app(env, tmp / "server.log", cwd=tmp)
     yield {"url": url, "port": port, "proc": proc, "tmp": tmp, "work": tmp / "octgen-app" / f"pid{proc.pid}",
            "log": tmp / "server.log", "stale": stale}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(180)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_app(proc, 180)
 
 
 def _client(server):
