@@ -159,7 +159,9 @@ def _short(msg: str, path=None) -> str:
 
 def _sentence(msg: str) -> str:
     msg = " ".join(str(msg).split())
-    if not msg.split(" ", 1)[0].endswith(":"):  # a message led by a file name keeps its case
+    first = msg.split(" ", 1)[0]
+    # A message led by a file name ("bad.xyz entry 1: ...", "/tmp/x: ...") keeps its case.
+    if not (first.endswith(":") or "/" in first or "." in first.rstrip(".,;")):
         msg = msg[:1].upper() + msg[1:]
     return msg if msg.endswith((".", "!", "?")) else msg + "."
 

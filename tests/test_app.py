@@ -24,8 +24,8 @@ def test_explorer_gives_preview_and_counts(box_stl):
     assert f"{table[-1][1]:,} occupied cells" in summary
 
 
-@pytest.mark.parametrize("depth, match", [(0, "Depth must be from 1 to 8, got 0"), (9, "got 9"),
-                                          ("x", "Depth must be a whole number from 1 to 8")])
+@pytest.mark.parametrize("depth, match", [(0, "depth must be a whole number from 1 to 8, got 0"), (9, "got 9"),
+                                          ("x", r"depth must be a whole number from 1 to 8\.")])
 def test_explorer_rejects_bad_depth(box_stl, depth, match):
     with pytest.raises(gr.Error, match=match):
         app.explore(str(box_stl), depth)
@@ -374,8 +374,8 @@ def test_demo_builds_without_shape_checkpoint(no_shape_checkpoint):
 
 
 def test_app_script_serves_on_loopback_only(monkeypatch):
-    """`python app.py` binds the server to 127.0.0.1 on OCTGEN_PORT, even where the
-    environment asks Gradio for every interface."""
+    """`python app.py` binds the server to 127.0.0.1 on OCTGEN_PORT when nothing asks
+    for another interface (GRADIO_SERVER_NAME, the explicit opt-in, is unset)."""
     import runpy
     import socket
 
@@ -383,7 +383,8 @@ def test_app_script_serves_on_loopback_only(monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("OCTGEN_PORT", str(port))
-    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     launched = []
     real_launch = gr.Blocks.launch

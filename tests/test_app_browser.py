@@ -16,7 +16,7 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
                  if p and os.path.exists(p)), None)
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                                     "(pip install -r requirements-test.txt)")
+                                     "(pip install -r requirements.txt)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system chromium (apt-get install -y chromium); "
                                                           ".ci/run installs it")
 

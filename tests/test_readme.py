@@ -29,7 +29,9 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second():
     assert len(cmds) == 2
     assert cmds[0].endswith("app.py") and "pytest" in cmds[1]
     ci_lines = [l for l in (ROOT / ".ci/run").read_text().splitlines() if l and not l.startswith(("#", "set ", "cd "))]
-    assert ci_lines == [cmds[1]]
+    # .ci/run may first install the system browser the browser test drives; then it runs the README's command.
+    assert ci_lines[-1] == cmds[1]
+    assert all("chromium" in l or l.strip() in ("fi",) or l.startswith("if ") for l in ci_lines[:-1]), ci_lines
 
 
 def _command_line_examples():
