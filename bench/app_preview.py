@@ -6,7 +6,7 @@ way Gradio does, so the figures are server-side: they leave out the browser's up
 download and drawing. The first call also loads the pipeline and the text encoder
 (reported apart as ``cold``); the next ``--runs`` calls are warm.
 
-Run: ``python benchmarks/app_preview.py [--runs 5] [--out benchmarks/app_preview.json]``
+Run: ``python bench/app_preview.py [--runs 5] [--out bench/results/app_preview.json]``
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "app_preview.json"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "app_preview.json"))
     args = parser.parse_args()
     os.environ.setdefault(app.APP_TMP_ENV, tempfile.mkdtemp(prefix="octgen-bench-"))
     os.environ.pop(app.SHAPE_CHECKPOINT_ENV, None)
