@@ -306,6 +306,14 @@ def _pipeline(name: str):
 _pipeline_lock = threading.Lock()  # lru_cache does not stop two first calls loading twice
 
 
+def _checkpoint_temperature(name: str) -> float:
+    """The sampling temperature a molecule checkpoint was tuned for (its pipeline.json), read
+    without loading weights; 1.0 where it names none."""
+    from octgen.pipeline.pipeline import read_pipeline_info
+
+    return float(read_pipeline_info(CHECKPOINTS / name).get("sampler", {}).get("temperature", 1.0))
+
+
 @user_errors
 def generate_molecules(checkpoint, num, seed, temperature, request: gr.Request = None):
     """Generate tab: -> (GLB of molecule 0, table, SDF file, summary, state).
@@ -676,7 +684,8 @@ def build_demo() -> gr.Blocks:
                         ckpt = gr.Dropdown(checkpoints, value=checkpoints[0], label="Checkpoint")
                         num = gr.Number(value=8, precision=0, label=f"Molecules (1 to {MAX_GENERATE})")
                         seed = gr.Number(value=0, precision=0, label="Seed")
-                        temp = gr.Slider(0.05, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature")
+                        temp = gr.Slider(0.05, MAX_TEMPERATURE, value=_checkpoint_temperature(checkpoints[0]),
+                                         step=0.05, label="Temperature (default: the checkpoint's)")
                         gen_btn = gr.Button("Generate", variant="primary", elem_id="molecule-generate")
                         gen_summary = gr.Markdown(label="Summary", elem_id="molecule-summary")
                         gen_file = gr.File(label="molecules.sdf")
