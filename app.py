@@ -745,6 +745,13 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """Leave through SystemExit so the atexit clean-up runs; a second SIGTERM arriving during
+    that shutdown is ignored (raising again there would print a traceback)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def main() -> None:
     """Serve the app (see the module docstring for the environment variables)."""
     import atexit
@@ -760,7 +767,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(work)  # Gradio's cache too: our outputs are served without copies
     atexit.register(shutil.rmtree, work, True)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # so the atexit clean-up runs
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     build_demo().launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD)
 
 
