@@ -37,16 +37,27 @@ def score(q: dict) -> float:
     return q["atom_stability"] + q["mol_stability"] + q["validity"]
 
 
-def measure(pipeline_dir: Path, num: int, seed: int, batch_size: int, reference) -> dict:
-    """Unfiltered quality of ``num`` samples of a molecule pipeline folder."""
+def validation_molecules() -> list:
+    """QM9's validation split: the reference the curve and the sampler sweep score against."""
+    from ..data.qm9 import load_qm9
+
+    qm9 = load_qm9(progress=False)
+    return qm9.molecules(qm9.split_indices("val"))
+
+
+def measure(pipe, num: int, seed: int, batch_size: int, reference, **overrides) -> dict:
+    """Unfiltered quality and speed of ``num`` samples of a molecule pipeline (an
+    :class:`~octgen.pipeline.OctGenPipeline` or its folder), with optional sampler
+    ``overrides``."""
     import torch
 
     from ..metrics.molecules import distribution_report, evaluate_molecules
     from ..pipeline.pipeline import OctGenPipeline
 
-    pipe = OctGenPipeline.from_pretrained(pipeline_dir)
+    if not isinstance(pipe, OctGenPipeline):
+        pipe = OctGenPipeline.from_pretrained(pipe)
     t0 = time.perf_counter()
-    mols = pipe(num, generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+    mols = pipe(num, generator=torch.Generator().manual_seed(seed), batch_size=batch_size, **overrides)
     seconds = time.perf_counter() - t0
     q = evaluate_molecules(mols)
     dist = distribution_report(mols, reference)
@@ -57,15 +68,13 @@ def measure(pipeline_dir: Path, num: int, seed: int, batch_size: int, reference)
 
 
 def run(args) -> dict:
-    from ..data.qm9 import load_qm9
     from ..train.config import TrainConfig
     from ..train.trainer import _latest_state, train
 
     cfg = TrainConfig.from_file(args.config)
     out = Path(cfg.output_dir)
     until = args.until or cfg.max_steps
-    qm9 = load_qm9(progress=False)
-    reference = qm9.molecules(qm9.split_indices("val"))
+    reference = validation_molecules()
     curve_path = out / "curve.jsonl"
     points = [json.loads(line) for line in curve_path.read_text().splitlines()] if curve_path.is_file() else []
     best = max((score(p) for p in points), default=-1.0)

@@ -8,8 +8,6 @@ number of molecules from the same seed and is scored without filtering.
 """
 from __future__ import annotations
 
-import time
-
 
 def add_arguments(p) -> None:
     from ..cli._args import int_in_range
@@ -55,28 +53,21 @@ def run(args) -> dict:
     import torch
 
     from ..cli.generate import default_checkpoint
-    from ..data.qm9 import load_qm9
-    from ..metrics.molecules import distribution_report, evaluate_molecules
     from ..pipeline.pipeline import OctGenPipeline
+    from .curve import measure, validation_molecules
 
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = [(s, parse_setting(s)) for s in (args.setting or ["default"])]
     ckpt = args.checkpoint or str(default_checkpoint())
     pipe = OctGenPipeline.from_pretrained(ckpt)
-    qm9 = load_qm9(progress=False)
-    reference = qm9.molecules(qm9.split_indices("val"))
+    reference = validation_molecules()
     rows = []
     for text, overrides in settings:
-        t0 = time.perf_counter()
-        mols = pipe(args.num, generator=torch.Generator().manual_seed(args.seed), batch_size=args.batch_size,
-                    **overrides)
-        sec = time.perf_counter() - t0
-        q = evaluate_molecules(mols)
-        d = distribution_report(mols, reference)
-        row = {"setting": text, **{k: q[k] for k in ("atom_stability", "mol_stability", "validity", "valid_unique")},
-               "atoms_mean": d["atoms_mean"], "atom_count_tv": d["atom_count_tv"],
-               "h_c_inside": d.get("H-C", {}).get("inside_reference_1_99"), "molecules_per_second": args.num / sec}
+        q = measure(pipe, args.num, args.seed, args.batch_size, reference, **overrides)
+        row = {"setting": text, **{k: q[k] for k in ("atom_stability", "mol_stability", "validity", "valid_unique",
+                                                      "atoms_mean", "atom_count_tv", "molecules_per_second")},
+               "h_c_inside": q.get("H-C", {}).get("inside_reference_1_99")}
         rows.append(row)
         print(f"{text:40s} atom {100 * row['atom_stability']:5.1f} mol {100 * row['mol_stability']:5.1f} "
               f"valid {100 * row['validity']:5.1f} VxU {100 * row['valid_unique']:5.1f} atoms {row['atoms_mean']:.1f} "
