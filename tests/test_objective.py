@@ -187,6 +187,7 @@ def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [100, 200, 300]
     assert 0 < log[0]["cpu_seconds"] < log[1]["cpu_seconds"] < log[2]["cpu_seconds"]
+    assert result["cpu_seconds"] >= log[2]["cpu_seconds"]  # measured at the final save, after the last log line
 
 
 def test_revealed_leaves_are_rotated_at_their_exact_position():

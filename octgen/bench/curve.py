@@ -85,9 +85,8 @@ def run(args) -> dict:
             break
         target = min(until, (step // args.every + 1) * args.every)
         result = train(cfg, resume=state is not None, stop_at=target, progress=True)
-        info = json.loads((out / "pipeline" / "pipeline.json").read_text())
         q = measure(out / "pipeline", args.num, args.seed, args.batch_size, reference)
-        point = {"step": result["step"], "train_cpu_seconds": round(info.get("train_cpu_seconds", 0.0), 1),
+        point = {"step": result["step"], "train_cpu_seconds": round(result["cpu_seconds"], 1),
                  "loss": result["loss"], "num": args.num, "seed": args.seed, **q}
         points.append(point)
         with open(curve_path, "a") as f:

@@ -170,7 +170,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         stop_at: stop (saving a state) at this step; the LR schedule still
             spans ``max_steps``, so a run can be trained in resumable chunks.
     Returns:
-        {"step", "loss", "seconds", "output_dir", "parameters", "model"}; ``model``
+        {"step", "loss", "seconds", "output_dir", "parameters", "model", "cpu_seconds"}
+        (training CPU-seconds up to the last saved state, over all resumes); ``model``
         is a copy of the trained transformer with the EMA weights.
     """
     from accelerate import Accelerator
@@ -303,5 +304,5 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     if ema is not None:
         ema.copy_to(final.parameters())
     return {"step": counter.step, "loss": last_loss, "seconds": time.perf_counter() - t0, "output_dir": str(out),
-            "parameters": n_params, "model": final}
+            "parameters": n_params, "model": final, "cpu_seconds": counter.cpu_seconds}
 
