@@ -126,10 +126,7 @@ class _Parts:
                 if u % self.state.num_processes == self.state.process_index and not self.done(u)]
 
     def finish(self, unit: int, lines: list[dict]) -> None:
-        from ..export.atomic import atomic_path
-
-        with atomic_path(self.path(unit)) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        _write_jsonl(self.path(unit), lines)
 
     def lines(self, units: int) -> list[dict]:
         """Manifest lines of the finished units, in unit order."""
@@ -153,11 +150,16 @@ def _process_state():
     return PartialState(cpu=True)
 
 
-def _write_manifest(out: Path, lines: list[dict]) -> None:
+def _write_jsonl(path: Path, lines: list[dict]) -> None:
+    """One JSON object per line, written atomically."""
     from ..export.atomic import atomic_path
 
-    with atomic_path(out / "manifest.jsonl") as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def _write_manifest(out: Path, lines: list[dict]) -> None:
+    _write_jsonl(out / "manifest.jsonl", lines)
 
 
 def add_parser(sub) -> None:
