@@ -55,7 +55,7 @@ def test_report_structure_and_ranges(report):
     assert report["targets_met"]["nna_mean"] is None  # meaningless with one shape per side
 
     for m in report["meshes"].values():
-        assert _frac(m["non_empty"]) and _frac(m["watertight"])
+        assert _frac(m["non_empty"]) and _frac(m["watertight"]) and _frac(m["whole_objects"])
     assert report["meshes"]["all"]["n"] == 4
 
     sp = report["speed"]
@@ -112,7 +112,9 @@ def test_perfect_generator_gets_perfect_scores(tmp_path, monkeypatch):
     assert d["mean"]["cov"] == 1.0 and all(v["cov"] == 1.0 for v in d["per_category"].values())
     # Each generated cloud's nearest neighbour is its reference twin: 1-NNA is 0.
     assert d["mean"]["nna"] == 0.0
-    assert r["meshes"]["all"] == {"n": 8, "non_empty": 1.0, "watertight": 1.0}
+    m = r["meshes"]["all"]
+    assert (m["n"], m["non_empty"], m["watertight"], m["whole_objects"]) == (8, 1.0, 1.0, 1.0)
+    assert m["largest_part_area_median"] == pytest.approx(1.0)
     assert r["targets_met"]["category_accuracy"] and r["targets_met"]["sketch_iou_mean"]
 
 
@@ -158,4 +160,17 @@ def test_empty_mesh_is_penalised_not_dropped():
     assert not verdict["category_ok"] and verdict["attributes_ok"] == 0 and verdict["attributes_named"] > 0
     assert bench.surface_cloud(empty, 64, 0).abs().sum() == 0
     assert not mesh_occupancy_grid(empty, 16).any()
-    assert bench.mesh_summary([{"mesh": empty}]) == {"n": 1, "non_empty": 0.0, "watertight": 0.0}
+    assert bench.mesh_summary([{"mesh": empty}]) == {"n": 1, "non_empty": 0.0, "watertight": 0.0,
+                                                    "whole_objects": 0.0, "largest_part_area_median": 0.0}
+
+
+def test_largest_part_area_fraction():
+    import trimesh
+
+    from octgen.metrics.shapes import largest_part_area_fraction
+
+    big = trimesh.creation.box((1.0, 1.0, 1.0))                           # area 6
+    small = trimesh.creation.box((0.5, 0.5, 0.5)).apply_translation((3, 0, 0))  # area 1.5, apart
+    assert largest_part_area_fraction(big) == pytest.approx(1.0)
+    assert largest_part_area_fraction(trimesh.util.concatenate([big, small])) == pytest.approx(6 / 7.5)
+    assert largest_part_area_fraction(trimesh.Trimesh()) == 0.0

@@ -8,6 +8,9 @@
   directions (Occupancy Networks' convention); 100k samples by default.
 - Normal consistency: mean ``|n_a . n_b|`` between each sample's face normal and
   that of its nearest neighbour on the other surface, both directions averaged.
+- Whole objects: the share of a mesh's surface area held by its largest
+  face-connected part (:func:`largest_part_area_fraction`); scattered fragments
+  score low, one closed object scores 1.
 """
 from __future__ import annotations
 
@@ -76,6 +79,18 @@ def volumetric_iou(occ_a: np.ndarray, occ_b: np.ndarray) -> float:
     occ_a, occ_b = np.asarray(occ_a, bool), np.asarray(occ_b, bool)
     union = np.logical_or(occ_a, occ_b).sum()
     return float(np.logical_and(occ_a, occ_b).sum() / union) if union else 1.0
+
+
+def largest_part_area_fraction(mesh) -> float:
+    """Area of the largest face-connected part of ``mesh`` over its total area
+    (0.0 for an empty mesh). Parts are connected through shared edges."""
+    import trimesh
+
+    if len(mesh.faces) == 0 or mesh.area <= 0:
+        return 0.0
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    per_part = np.bincount(labels, weights=mesh.area_faces)
+    return float(per_part.max() / per_part.sum())
 
 
 def sample_surface_with_normals(mesh, n: int = 100_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
