@@ -193,3 +193,31 @@ def test_level_sampling_weights():
     roots = {m: sum(int(make_training_batch([seq], 1, g, m).masked_BT[0, 0]) for _ in range(400))
              for m in ("tokens", "sqrt")}
     assert roots["tokens"] < 5 and roots["sqrt"] > 5
+
+
+def test_curve_loop_trains_in_chunks_keeps_the_best_and_resumes(tmp_path):
+    from octgen.bench.curve import curve_loop
+
+    c = cfg(tmp_path, "curve", max_steps=6, save_every=2)
+    scores, measured, plotted = iter([0.5, 0.2, 0.9]), [], []
+
+    def measure_fn(pipeline_dir):  # stands in for sampling the exported pipeline
+        step = len(measured) * 2 + 2
+        pipeline_dir.mkdir(parents=True, exist_ok=True)
+        (pipeline_dir / "step.txt").write_text(str(step))
+        measured.append(step)
+        return {"q": next(scores)}
+
+    def plot_fn(points, path):
+        plotted.append(len(points))
+
+    points = curve_loop(c, 2, None, measure_fn, lambda p: p["q"], str, plot_fn)
+    assert [p["step"] for p in points] == measured == [2, 4, 6]
+    cpu = [p["train_cpu_seconds"] for p in points]
+    assert cpu == sorted(cpu) and cpu[-1] > 0  # carried over the resumes
+    out = tmp_path / "curve"
+    assert (out / "best" / "step.txt").read_text() == "6"  # 0.9 beat 0.5; 0.2 never copied
+    assert len((out / "curve.jsonl").read_text().splitlines()) == 3 and plotted == [3]
+    # Rerunning finds the run finished: no training, no new point.
+    assert [p["step"] for p in curve_loop(c, 2, None, measure_fn, lambda p: p["q"], str, plot_fn)] == [2, 4, 6]
+    assert measured == [2, 4, 6]

@@ -67,43 +67,65 @@ def measure(pipe, num: int, seed: int, batch_size: int, reference, **overrides) 
             **dist, "molecules_per_second": round(num / seconds, 2)}
 
 
-def run(args) -> dict:
-    from ..train.config import TrainConfig
+def curve_loop(cfg, every: int, until: int | None, measure_fn, score_fn, line_fn, plot_fn) -> list[dict]:
+    """Train the run ``cfg`` in chunks of ``every`` steps up to ``until`` (default its
+    max_steps), resuming from its latest state; after each chunk measure the exported
+    EMA pipeline with ``measure_fn(pipeline_dir) -> dict``, append the point to
+    ``curve.jsonl``, copy the pipeline to ``best/`` when ``score_fn(point)`` beats every
+    earlier point, print ``line_fn(point)`` and finally ``plot_fn(points, png_path)``."""
     from ..train.trainer import _latest_state, train
 
-    cfg = TrainConfig.from_file(args.config)
     out = Path(cfg.output_dir)
-    until = args.until or cfg.max_steps
-    reference = validation_molecules()
+    until = until or cfg.max_steps
     curve_path = out / "curve.jsonl"
     points = [json.loads(line) for line in curve_path.read_text().splitlines()] if curve_path.is_file() else []
-    best = max((score(p) for p in points), default=-1.0)
+    best = max((score_fn(p) for p in points), default=-1.0)
     while True:
         state = _latest_state(out / "checkpoints")
         step = int(state.name.split("_")[1]) if state else 0
         if step >= until:
             break
-        target = min(until, (step // args.every + 1) * args.every)
+        target = min(until, (step // every + 1) * every)
         result = train(cfg, resume=state is not None, stop_at=target, progress=True)
-        q = measure(out / "pipeline", args.num, args.seed, args.batch_size, reference)
+        q = measure_fn(out / "pipeline")
         point = {"step": result["step"], "train_cpu_seconds": round(result["cpu_seconds"], 1),
-                 "loss": result["loss"], "num": args.num, "seed": args.seed, **q}
+                 "loss": result["loss"], **q}
         points.append(point)
         with open(curve_path, "a") as f:
             f.write(json.dumps(point) + "\n")
-        print(f"step {point['step']} cpu {point['train_cpu_seconds'] / 60:.1f} min | atom stab "
-              f"{100 * q['atom_stability']:.1f} mol stab {100 * q['mol_stability']:.1f} valid "
-              f"{100 * q['validity']:.1f} | atoms {q['atoms_mean']:.1f} TV {q['atom_count_tv']:.3f} | "
-              f"H-C {q.get('H-C', {}).get('quantiles_10_50_90')}", flush=True)
-        if score(q) > best:
-            best = score(q)
+        print(line_fn(point), flush=True)
+        if score_fn(point) > best:
+            best = score_fn(point)
             tmp = out / "best.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(out / "pipeline", tmp)
             shutil.rmtree(out / "best", ignore_errors=True)
             tmp.rename(out / "best")
     if points:
-        from .plots import plot_learning_curve
+        plot_fn(points, out / "learning_curve.png")
+    return points
 
-        plot_learning_curve(points, out / "learning_curve.png", f"{out.name}: {args.num} samples per point")
-    return {"output_dir": str(out), "points": points}
+
+def _line(p: dict) -> str:
+    return (f"step {p['step']} cpu {p['train_cpu_seconds'] / 60:.1f} min | atom stab "
+            f"{100 * p['atom_stability']:.1f} mol stab {100 * p['mol_stability']:.1f} valid "
+            f"{100 * p['validity']:.1f} | atoms {p['atoms_mean']:.1f} TV {p['atom_count_tv']:.3f} | "
+            f"H-C {p.get('H-C', {}).get('quantiles_10_50_90')}")
+
+
+def run(args) -> dict:
+    from ..train.config import TrainConfig
+    from .plots import plot_learning_curve
+
+    cfg = TrainConfig.from_file(args.config)
+    reference = validation_molecules()
+
+    def measure_fn(pipeline_dir):
+        return {"num": args.num, "seed": args.seed,
+                **measure(pipeline_dir, args.num, args.seed, args.batch_size, reference)}
+
+    def plot_fn(points, path):
+        plot_learning_curve(points, path, f"{Path(cfg.output_dir).name}: {args.num} samples per point")
+
+    points = curve_loop(cfg, args.every, args.until, measure_fn, score, _line, plot_fn)
+    return {"output_dir": str(cfg.output_dir), "points": points}

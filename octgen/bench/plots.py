@@ -45,6 +45,22 @@ def plot_learning_curve(points: list[dict], path: str | Path, title: str = "") -
     return _save(fig, path)
 
 
+def plot_shape_curve(points: list[dict], path: str | Path, title: str = "") -> Path:
+    """Shape generator quality against training CPU-hours, one marker per point."""
+    hours = [p["train_cpu_seconds"] / 3600 for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("category_accuracy", "category accuracy"), ("attribute_accuracy", "attribute accuracy"),
+                       ("sketch_iou_mean", "sketch IoU"), ("whole_objects", "whole objects"),
+                       ("nna_mean", "1-NNA (lower is better)")):
+        ax.plot(hours, [p.get(key) if p.get(key) is not None else float("nan") for p in points], "o-", label=label)
+    ax.set_xlabel("training CPU-hours (process CPU time)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
 def plot_atom_counts(hist: list[int], reference_hist: list[int], path: str | Path, title: str = "") -> Path:
     """Generated and reference atom-count histograms as fractions of molecules."""
     n, n_ref = max(sum(hist), 1), max(sum(reference_hist), 1)

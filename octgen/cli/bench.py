@@ -9,6 +9,7 @@ BENCHES = {
     "molecules": ("octgen.bench.molecules", "QM9 generator: quality, molecules/s, steps curve, cache"),
     "molecule-curve": ("octgen.bench.curve", "train a molecule generator in chunks, scoring its EMA weights after each"),
     "molecule-sampler": ("octgen.bench.sampler_sweep", "compare sampler settings of a molecule checkpoint on validation seeds"),
+    "shape-curve": ("octgen.bench.shape_curve", "train a shape generator in chunks, scoring its EMA weights after each"),
     "octree": ("octgen.bench.octree", "octree build + serialise and neighbour-table speed"),
     "shapes-data": ("octgen.bench.shapes_data", "procedural shapes -> surface octree shards, shapes/s"),
     "mesh-sdf": ("octgen.bench.mesh_sdf", "real meshes -> SDF grids: sign agreement, Chamfer, watertightness"),
