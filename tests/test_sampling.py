@@ -155,3 +155,34 @@ def test_classifier_free_guidance_batched():
         2, generator=g(), cond=cond)
     assert same_tokens(w3, w3b)
     assert not same_tokens(w3, plain)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_given_levels_are_kept_and_the_rest_sampled(k):
+    model = tiny()
+    src = OctreeSampler(model, SamplerConfig(steps=2)).sample(3, generator=torch.Generator().manual_seed(11))
+    out = {}
+    for use_cache in (True, False):
+        sampler = OctreeSampler(model, SamplerConfig(steps=2, use_cache=use_cache))
+        out[use_cache], stats = sampler.sample(3, generator=torch.Generator().manual_seed(5), return_stats=True,
+                                               given=src, given_levels=k)
+        assert stats["steps"][:k] == [0] * k  # nothing drawn for the given levels
+    assert same_tokens(out[True], out[False])
+    for s, t in zip(src, out[True]):
+        t.octree()
+        assert all(torch.equal(a, b) for a, b in zip(s.structure[:k], t.structure[:k]))
+    if k == 3:  # whole structure given: only the leaves' payload differs
+        assert any(not torch.equal(s.payload, t.payload) for s, t in zip(src, out[True]))
+
+
+def test_given_levels_must_fit():
+    model = tiny()
+    sampler = OctreeSampler(model, SamplerConfig(steps=2))
+    src = sampler.sample(2, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="given_levels"):
+        sampler.sample(3, given=src, given_levels=2)
+    with pytest.raises(ValueError, match="given_levels"):
+        sampler.sample(2, given=src, given_levels=4)
+    short = type(src[0])([src[0].structure[0], src[0].structure[1][:-1], *src[0].structure[2:]], src[0].payload)
+    with pytest.raises(ValueError, match="level 1 has"):  # fewer nodes than the root's mask implies
+        sampler.sample(2, given=[short, src[1]], given_levels=2)

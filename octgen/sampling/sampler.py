@@ -96,7 +96,8 @@ class OctreeSampler:
 
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
-               payload_kind: str = "atoms", return_stats: bool = False, callback=None):
+               payload_kind: str = "atoms", return_stats: bool = False, callback=None,
+               given: list[OctreeTokens] | None = None, given_levels: int = 0):
         """Sample ``batch_size`` token sequences.
 
         Args:
@@ -111,15 +112,38 @@ class OctreeSampler:
                 uint8 structure tokens of depths 0..min(d, D - 1) (CPU). It only reads
                 finished tokens and draws nothing from ``generator``, so the samples
                 are the same with and without it.
+            given: with ``given_levels`` = k > 0, one :class:`OctreeTokens` per row
+                whose structure levels 0..k-1 are used as they are instead of
+                sampled (k <= D: coarse-to-fine completion; k = D keeps the whole
+                structure and samples only the leaves' payload).
+            given_levels: how many levels of ``given`` to keep (0: sample all).
         Returns:
             B :class:`OctreeTokens` (CPU tensors).
         """
         dev = next(self.model.parameters()).device
+        if not 0 <= given_levels <= self.model.depth:
+            raise ValueError(f"given_levels must be in 0..{self.model.depth}, got {given_levels}")
+        if given_levels and (given is None or len(given) != batch_size
+                             or any(t.depth != self.model.depth for t in given)):
+            raise ValueError(f"given_levels needs {batch_size} given token octrees of depth {self.model.depth}")
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            return self._sample(batch_size, generator, cond, payload_kind, return_stats, callback)
+            return self._sample(batch_size, generator, cond, payload_kind, return_stats, callback,
+                                given if given_levels else None, given_levels)
+
+    @staticmethod
+    def _given_level(given: list[OctreeTokens], d: int, valid: torch.Tensor) -> torch.Tensor:
+        """(B, L, 1) the given structure tokens of level ``d`` in the sampler's layout."""
+        tokens = torch.zeros(*valid.shape, 1, dtype=torch.long, device=valid.device)
+        for b, t in enumerate(given):
+            row = t.structure[d].long().to(valid.device)
+            if len(row) != int(valid[b].sum()):
+                raise ValueError(f"given octree {b}: level {d} has {len(row)} nodes, its coarser levels imply "
+                                 f"{int(valid[b].sum())}")
+            tokens[b, :len(row), 0] = row
+        return tokens
 
     def _sample(self, batch_size: int, generator: torch.Generator | None, cond: Condition | None,
-                payload_kind: str, return_stats: bool, callback):
+                payload_kind: str, return_stats: bool, callback, given, given_levels: int):
         model, cfg = self.model, self.config
         dev = next(model.parameters()).device
         D, P = model.depth, len(model.cfg.payload_vocab_sizes)
@@ -148,6 +172,8 @@ class OctreeSampler:
             S = sched.set_level(valid)
             if cache is not None:
                 cache.open_slot(self._rows(self._nodes(level, tokens, masked, centre, leaf, P), guided).level_BT)
+            if d < given_levels:
+                tokens, masked, S, i = self._given_level(given, d, valid), torch.zeros_like(masked), 0, -1
             for i in range(S):
                 nodes = self._nodes(level, tokens, masked, centre, leaf, P)
                 h = self._forward(nodes, finished, cache, cond_rows, guided)
