@@ -183,3 +183,24 @@ def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeyp
     assert not torch.equal(tuned.sdf_head[-1].weight, start.sdf_head[-1].weight)
     a, b = start.encode(sphere(0.5)), tuned.encode(sphere(0.5))
     assert torch.equal(a.payload, b.payload)
+
+
+def test_flip_bits_flips_the_asked_share_and_only_payload():
+    import torch
+
+    from octgen.bench.tokenizer import flip_bits, parse_rates
+    from octgen.errors import InputError
+    from octgen.tokenize.tokens import OctreeTokens
+
+    payload = torch.randint(0, 2, (2000, 16))
+    tokens = OctreeTokens([torch.tensor([255], dtype=torch.uint8)], payload, "shape_bits")
+    assert torch.equal(flip_bits(tokens, 0.0, torch.Generator().manual_seed(0)).payload, payload)
+    flipped = flip_bits(tokens, 0.1, torch.Generator().manual_seed(0))
+    assert flipped.structure is tokens.structure
+    share = (flipped.payload != payload).float().mean().item()
+    assert 0.09 < share < 0.11 and set(flipped.payload.unique().tolist()) <= {0, 1}
+    assert torch.equal(flip_bits(tokens, 1.0, torch.Generator()).payload, 1 - payload)
+    assert parse_rates("0.01, 0.1") == [0.01, 0.1] and parse_rates("") == []
+    for bad in ("x", "1.5", "-0.1"):
+        with pytest.raises(InputError, match="flip-rates"):
+            parse_rates(bad)

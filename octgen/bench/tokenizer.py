@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
     p.add_argument("--ref-depth", type=int, default=7, help="reference marching-cubes depth (default 7: 128^3)")
     p.add_argument("--surface-samples", type=int, default=100_000, help="Chamfer samples per surface")
     p.add_argument("--no-real", action="store_true", help="skip the real meshes")
+    p.add_argument("--flip-rates", default="", metavar="P,P,...",
+                   help="also decode each test shape's codes with this share of bits flipped at random "
+                        "(e.g. 0.01,0.05,0.1): IoU against the flip rate")
     p.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                    help="skip the resolution ceiling (the exact SDF through the same grid and marching cubes)")
 
@@ -115,6 +118,50 @@ def run_procedural(model, args) -> list[dict]:
     return rows
 
 
+def parse_rates(text: str) -> list[float]:
+    from ..errors import InputError
+
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--flip-rates must be comma-separated numbers, got {text!r}") from None
+    if any(not 0 <= r <= 1 for r in rates):
+        raise InputError(f"--flip-rates must lie in 0..1, got {text!r}")
+    return rates
+
+
+def flip_bits(tokens, rate: float, generator):
+    """``tokens`` with each payload bit flipped with probability ``rate``."""
+    import torch
+
+    from ..tokenize.tokens import OctreeTokens
+
+    flips = torch.rand(tokens.payload.shape, generator=generator) < rate
+    return OctreeTokens(tokens.structure, tokens.payload ^ flips.to(tokens.payload.dtype), tokens.payload_kind,
+                        tokens.meta)
+
+
+def run_flips(model, args, rates: list[float]) -> dict:
+    """Mean volumetric IoU of the test shapes decoded from codes with flipped bits."""
+    import torch
+
+    from ..data.shapes import ShapeDataset
+    from ..metrics.shapes import mesh_occupancy_grid, sdf_occupancy_grid, volumetric_iou
+
+    ds = ShapeDataset("test", size=args.num_test, seed=args.seed)
+    ious = {r: [] for r in rates}
+    for i in range(len(ds)):
+        s = ds[i]
+        tokens = model.encode(s.sdf)
+        ref_occ = sdf_occupancy_grid(s.sdf, args.iou_res)
+        for r in rates:
+            flipped = flip_bits(tokens, r, torch.Generator().manual_seed(i))
+            ious[r].append(volumetric_iou(ref_occ, mesh_occupancy_grid(model.decode(flipped), args.iou_res)))
+    out = {str(r): float(np.mean(v)) for r, v in ious.items()}
+    print("IoU against bit-flip rate: " + ", ".join(f"{r}: {v:.3f}" for r, v in out.items()), flush=True)
+    return out
+
+
 def run_real(model, args) -> list[dict]:
     from ..data.meshes import load_mesh
     from ..data.sdf import cell_centres
@@ -178,6 +225,9 @@ def run(args) -> dict:
         c: {"count": sum(r["category"] == c for r in proc),
             "iou_mean": float(np.mean([r["iou"] for r in proc if r["category"] == c])),
             "chamfer_l1_mean": float(np.mean([r["chamfer_l1"] for r in proc if r["category"] == c]))} for c in cats}
+    rates = parse_rates(args.flip_rates)
+    if rates:
+        result["iou_by_flip_rate"] = run_flips(model, args, rates)
     if not args.no_real:
         print("real meshes bundled with installed packages:")
         real = run_real(model, args)
