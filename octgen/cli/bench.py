@@ -11,6 +11,7 @@ BENCHES = {
     "molecule-sampler": ("octgen.bench.sampler_sweep", "compare sampler settings of a molecule checkpoint on validation seeds"),
     "shape-curve": ("octgen.bench.shape_curve", "train a shape generator in chunks, scoring its EMA weights after each"),
     "shape-stages": ("octgen.bench.shape_stages", "shape generator: teacher-forced accuracy per level vs baselines, IoU per stage"),
+    "shape-sheets": ("octgen.bench.sheets", "contact sheet and sketch sheet PNGs of a shape checkpoint (pyvista, off-screen)"),
     "octree": ("octgen.bench.octree", "octree build + serialise and neighbour-table speed"),
     "shapes-data": ("octgen.bench.shapes_data", "procedural shapes -> surface octree shards, shapes/s"),
     "mesh-sdf": ("octgen.bench.mesh_sdf", "real meshes -> SDF grids: sign agreement, Chamfer, watertightness"),
