@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
+from ..weights import DEFAULT_SHAPE_CHECKPOINT, DIFFUSERS_WEIGHTS_NAME, default_shape_checkpoint, load_checked
 
 DEFAULT_CLASSIFIER = "checkpoints/shape-classifier"
 SKETCH_SEED_OFFSET = 10**6  # training sketches use seeds below the training-set size
@@ -52,7 +52,7 @@ TARGETS = {"category_accuracy": {"min": 0.95}, "sketch_iou_mean": {"min": 0.75},
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="shape pipeline folder (default: the shipped checkpoints/shapes-xs)")
     p.add_argument("--classifier", default=None, help=f"shape classifier folder (default: {DEFAULT_CLASSIFIER})")
@@ -94,8 +94,6 @@ def resolve_checkpoint(path: str | None) -> Path:
     """The shape pipeline folder to measure; one-line error when the default one
     is not there yet."""
     from ..errors import InputError
-
-    from ..cli.generate import DEFAULT_SHAPE_CHECKPOINT, default_shape_checkpoint
 
     if path:
         return Path(path)
@@ -253,9 +251,9 @@ def surface_cloud(mesh, n: int, seed: int):
 
 def reference_meshes(ds, indices: list[int], depth: int) -> list:
     """Marching cubes of the exact SDF on the same 2^depth grid the tokenizer decodes to."""
-    from ..tokenize.shape_sdf import grid_to_mesh, sdf_to_grid
+    from ..data.grid import grid_to_mesh, sdf_grid
 
-    return [grid_to_mesh(sdf_to_grid(ds[i].sdf, depth).numpy(), depth) for i in indices]
+    return [grid_to_mesh(sdf_grid(ds[i].sdf, 1 << depth, sampling="centre"), sampling="centre") for i in indices]
 
 
 def run_distribution(gen_rows: list[dict], refs: dict, n_points: int) -> dict:
