@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..weights import DEFAULT_SHAPE_CHECKPOINT, DIFFUSERS_WEIGHTS_NAME, default_shape_checkpoint, load_checked
+from .timing import machine_info
 
 DEFAULT_CLASSIFIER = "checkpoints/shape-classifier"
 SKETCH_SEED_OFFSET = 10**6  # training sketches use seeds below the training-set size
@@ -303,18 +304,6 @@ def speed_summary(rows: list[dict], encoder_load_s: float, warmup_s: float) -> d
             "text_encoder_load_s": encoder_load_s, "warmup_call_s": warmup_s,
             "wall_median_s": float(np.median([r["wall_s"] for r in rows])),
             "stage_median_s": {k: float(np.median([r["timings"][k] for r in rows])) for k in stages}}
-
-
-def machine_info() -> dict:
-    import os
-    import platform
-
-    import torch
-
-    from .timing import machine_summary
-
-    return {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "summary": machine_summary()}
 
 
 def targets_met(result: dict) -> dict:

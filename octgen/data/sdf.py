@@ -255,45 +255,15 @@ def mesh_to_sdf(mesh, resolution: int = 128, margin: float = 0.1, normalize: boo
     Raises:
         InputError: empty, degenerate or non-finite mesh; mesh outside the cube.
     """
-    import trimesh
-
-    from .meshes import check_mesh
-
     if not 8 <= resolution <= 512:
         raise ValueError(f"resolution must be in [8, 512], got {resolution}")
     if sign_method not in ("auto", "flood", "winding"):
         raise ValueError(f"sign_method must be auto, flood or winding, got {sign_method!r}")
-    check_mesh(mesh, name)
-    if normalize:
-        scale, offset = fit_box(*mesh.bounds, margin)
-    else:
-        scale, offset = 1.0, np.zeros(3)
-    verts = (np.asarray(mesh.vertices, dtype=np.float64) - offset) * scale
-    if not normalize and np.abs(verts).max() > 1:
-        raise InputError(f"{name}: mesh leaves [-1, 1]^3; pass normalize=True")
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    tri = trimesh.Trimesh(verts, faces, process=False)
-    if not (np.isfinite(verts).all() and np.isfinite(tri.area) and tri.area > 0):
-        # e.g. coordinates near the float limit, whose extent overflows
-        raise InputError(f"{name}: mesh cannot be normalised (coordinates too large or too small)")
+    verts, faces, area, scale, offset = _fitted_mesh(mesh, normalize, margin, name)
     h = 2.0 / resolution
-    centres, udf, closest, normal = _unsigned_distance_grid(verts, faces, tri.area, resolution, max_samples, seed, name)
+    centres, udf, closest, normal = _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, name)
     wall = udf < _HALF_DIAG * h
-    outside, inside = _flood_labels(wall)
-    winding = _winding_number_fn(verts, faces) if sign_method != "flood" else None
-    labels = None
-    if winding is not None:
-        labels = _winding_labels(winding, centres, udf, wall, force=sign_method == "winding", flood_inside=inside)
-    if labels is not None:
-        outside, inside = labels
-
-        def state_at(points):  # -1 inside, +1 outside
-            return np.where(np.abs(winding(points)) > 0.5, -1, 1)
-    else:
-        state = np.where(outside, 1, np.where(inside, -1, 0)).reshape(-1)
-
-        def state_at(points):  # -1 inside, +1 outside, 0 wall
-            return state[_cell_index(points, resolution)]
+    outside, state_at = _sign_labels(verts, faces, centres, udf, wall, sign_method)
     sdf = np.where(outside, udf, -udf)
     w_idx = np.nonzero(wall.reshape(-1))[0]
     if len(w_idx):
@@ -306,6 +276,53 @@ def mesh_to_sdf(mesh, resolution: int = 128, margin: float = 0.1, normalize: boo
             # A sliver thinner than the grid everywhere: there is no shape to give back.
             raise InputError(f"{name}: mesh is too thin to have any volume at resolution {resolution}")
     return GridSDF(torch.from_numpy(sdf.astype(np.float32)), float(scale), tuple(float(x) for x in offset))
+
+
+def _fitted_mesh(mesh, normalize: bool, margin: float, name: str):
+    """``(verts, faces, area, scale, offset)`` of a checked mesh, fitted into the cube
+    (``normalize``) or checked to lie inside it."""
+    import trimesh
+
+    from .meshes import check_mesh
+
+    check_mesh(mesh, name)
+    if normalize:
+        scale, offset = fit_box(*mesh.bounds, margin)
+    else:
+        scale, offset = 1.0, np.zeros(3)
+    verts = (np.asarray(mesh.vertices, dtype=np.float64) - offset) * scale
+    if not normalize and np.abs(verts).max() > 1:
+        raise InputError(f"{name}: mesh leaves [-1, 1]^3; pass normalize=True")
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    area = trimesh.Trimesh(verts, faces, process=False).area
+    if not (np.isfinite(verts).all() and np.isfinite(area) and area > 0):
+        # e.g. coordinates near the float limit, whose extent overflows
+        raise InputError(f"{name}: mesh cannot be normalised (coordinates too large or too small)")
+    return verts, faces, area, scale, offset
+
+
+def _sign_labels(verts, faces, centres, udf, wall, sign_method: str):
+    """Which free cells are outside, and ``state_at(points)`` (-1 inside, +1 outside,
+    0 wall) for probing the sides of wall cells: from the flood fill, or from the
+    winding number when the flood leaks or ``sign_method`` is "winding" (see
+    :func:`mesh_to_sdf`)."""
+    resolution = wall.shape[0]
+    outside, inside = _flood_labels(wall)
+    winding = _winding_number_fn(verts, faces) if sign_method != "flood" else None
+    labels = None
+    if winding is not None:
+        labels = _winding_labels(winding, centres, udf, wall, force=sign_method == "winding", flood_inside=inside)
+    if labels is not None:
+        def state_at(points):  # -1 inside, +1 outside
+            return np.where(np.abs(winding(points)) > 0.5, -1, 1)
+
+        return labels[0], state_at
+    state = np.where(outside, 1, np.where(inside, -1, 0)).reshape(-1)
+
+    def state_at(points):  # -1 inside, +1 outside, 0 wall
+        return state[_cell_index(points, resolution)]
+
+    return outside, state_at
 
 
 def _cell_centres(resolution: int) -> np.ndarray:
