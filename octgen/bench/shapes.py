@@ -322,6 +322,23 @@ def targets_met(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- run
+def sampler_overrides(args) -> dict:
+    """The sampler settings ``--guidance``, ``--steps`` and ``--temperature`` change,
+    checked (one-line errors)."""
+    from ..errors import InputError
+
+    if args.guidance is not None and not 0 <= args.guidance < float("inf"):
+        raise InputError(f"--guidance must be a finite number >= 0, got {args.guidance}")
+    overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.temperature is not None:
+        if not 0 <= args.temperature <= 10:
+            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
+        overrides["temperature"] = args.temperature
+    return overrides
+
+
 def run(args) -> dict:
     import torch
 
@@ -336,15 +353,7 @@ def run(args) -> dict:
     clf_dir = Path(args.classifier) if args.classifier else _repo_path(DEFAULT_CLASSIFIER)
     if not (clf_dir / "config.json").is_file():
         raise InputError(f"no shape classifier at {clf_dir}: pass --classifier DIR")
-    if args.guidance is not None and not 0 <= args.guidance < float("inf"):
-        raise InputError(f"--guidance must be a finite number >= 0, got {args.guidance}")
-    overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.temperature is not None:
-        if not 0 <= args.temperature <= 10:
-            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
-        overrides["temperature"] = args.temperature
+    overrides = sampler_overrides(args)
 
     t0 = time.perf_counter()
     pipe = ShapePipeline.from_pretrained(ckpt)
