@@ -17,9 +17,23 @@ from pathlib import Path
 
 from .errors import InputError
 
+# The shipped pipeline folders, relative to the repository root.
+DEFAULT_CHECKPOINT = "checkpoints/qm9-xs"
+DEFAULT_SHAPE_CHECKPOINT = "checkpoints/shapes-xs"
+
 CONFIG_NAME = "config.json"
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # what ModelMixin.save_pretrained writes
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+
+
+def default_checkpoint() -> Path:
+    """The shipped QM9 checkpoint (``checkpoints/qm9-xs`` at the repository root)."""
+    return Path(__file__).resolve().parents[1] / DEFAULT_CHECKPOINT
+
+
+def default_shape_checkpoint() -> Path:
+    """The shipped shapes checkpoint (``checkpoints/shapes-xs`` at the repository root)."""
+    return Path(__file__).resolve().parents[1] / DEFAULT_SHAPE_CHECKPOINT
 
 
 def check_config_json(path: str | os.PathLike) -> dict:

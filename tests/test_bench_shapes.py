@@ -138,9 +138,7 @@ def test_sources_and_references_are_disjoint():
 def test_one_line_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(InputError):
         bench.parse_categories("chair,spaceship")
-    from octgen.cli import generate
-
-    monkeypatch.setattr(generate, "default_shape_checkpoint", lambda: tmp_path / "checkpoints" / "shapes-xs")
+    monkeypatch.setattr(bench, "default_shape_checkpoint", lambda: tmp_path / "checkpoints" / "shapes-xs")
     with pytest.raises(InputError, match="--checkpoint"):
         bench.resolve_checkpoint(None)
     code = main(["bench", "shapes", "--categories", "teapot"])

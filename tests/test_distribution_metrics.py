@@ -1,7 +1,7 @@
 """MMD / COV / 1-NNA with Chamfer distance on cases with known answers."""
 import torch
 
-from octgen.metrics.distribution import chamfer_l1, distribution_metrics
+from octgen.metrics.distribution import distribution_metrics, pairwise_chamfer_l1
 
 
 def _clouds(centres, n_pts=64, seed=0):
@@ -13,7 +13,7 @@ def _clouds(centres, n_pts=64, seed=0):
 
 def test_chamfer_is_symmetric_zero_on_self_and_matches_brute_force():
     a = _clouds([[0, 0, 0], [0.5, 0, 0]])
-    d = chamfer_l1(a)
+    d = pairwise_chamfer_l1(a)
     assert torch.allclose(d, d.T, atol=1e-6) and torch.allclose(d.diag(), torch.zeros(2), atol=1e-6)
     x, y = a[0], a[1]
     brute = 0.5 * (min_d(x, y) + min_d(y, x))

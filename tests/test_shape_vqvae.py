@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from octgen.data.sdf import cell_centres
+from octgen.data.grid import grid_points, grid_to_mesh, sdf_grid
 from octgen.metrics.shapes import (mesh_occupancy_grid, sdf_occupancy_grid, surface_distances,
                                    volumetric_iou)
 from octgen.octree import keys_to_octree
-from octgen.tokenize.shape_sdf import grid_to_mesh, mesh_to_sdf_fn, sdf_to_band, sdf_to_grid
+from octgen.tokenize.shape_sdf import mesh_to_sdf_fn, sdf_to_band
 from octgen.tokenize.shape_vqvae import ShapeVQVAE, bits_to_index, index_to_bits, load_tokenizer
 
 SHIPPED = Path(__file__).resolve().parents[1] / "tokenizers" / "shape-vqvae-d6t4k16"
@@ -101,8 +101,8 @@ def test_encode_decode_and_save_load(tmp_path):
 
 
 def test_grid_to_mesh_is_watertight_sphere():
-    grid = sdf_to_grid(sphere(0.6), 5).numpy()
-    mesh = grid_to_mesh(grid, 5)
+    grid = sdf_grid(sphere(0.6), 32, sampling="centre").numpy()
+    mesh = grid_to_mesh(grid, sampling="centre")
     assert mesh.is_watertight and mesh.volume > 0
     assert abs(mesh.volume - 4 / 3 * np.pi * 0.6 ** 3) / (4 / 3 * np.pi * 0.6 ** 3) < 0.05
 
@@ -112,7 +112,7 @@ def test_metrics_against_references():
 
     box = trimesh.creation.box(extents=(1.0, 1.2, 0.8))
     occ = mesh_occupancy_grid(box, 64)
-    ref = (np.abs(cell_centres(64)) < [0.5, 0.6, 0.4]).all(1).reshape(64, 64, 64)
+    ref = (np.abs(grid_points(64, "centre", torch.float64).numpy()) < [0.5, 0.6, 0.4]).all(1).reshape(64, 64, 64)
     assert volumetric_iou(occ, ref) == 1.0
     assert volumetric_iou(occ, ~occ) == 0.0
     ball = sdf_occupancy_grid(sphere(0.5), 32)
@@ -130,7 +130,7 @@ def test_mesh_sdf_sign_closed_and_open():
 
     box = trimesh.creation.box(extents=(1.0, 1.2, 0.8))
     fn = mesh_to_sdf_fn(box)
-    p = torch.from_numpy(cell_centres(24).astype(np.float32))
+    p = grid_points(24, "centre")
     inside = (p.abs() < torch.tensor([0.5, 0.6, 0.4])).all(1)
     assert ((fn(p) < 0) == inside).float().mean() > 0.99
     # A box with a hole (one triangle of its top face missing) still has an inside:

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from octgen.data.sdf import (
-    GridSDF, iter_mesh_files, mesh_file_to_sdf, mesh_to_sdf, sdf_grid, sdf_to_mesh, sdf_to_octree,
+    GridSDF, iter_mesh_files, mesh_file_to_sdf, mesh_to_sdf, sdf_to_mesh, sdf_to_octree,
 )
+from octgen.data.grid import sdf_grid
 from octgen.data.shapes import ATTRIBUTES, CATEGORIES, CATEGORY_BY_NAME, ShapeDataset, make_shape, split_of
 from octgen.data.shapes.primitives import Box, Cylinder, Revolve, polygon_sdf
 from octgen.errors import InputError
@@ -141,7 +142,7 @@ def test_sdf_to_mesh_watertight_and_accurate():
     assert cut.is_watertight
     s = make_shape(CATEGORIES.index("mug") + len(CATEGORIES), 0)[3]
     assert sdf_to_mesh(s, 48).is_watertight
-    assert sdf_grid(_sphere(), 9).shape == (9, 9, 9)
+    assert sdf_grid(_sphere(), 9, sampling="corner").shape == (9, 9, 9)
 
 
 def test_sdf_to_octree_no_surface():

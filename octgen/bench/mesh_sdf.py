@@ -7,8 +7,9 @@ For every example mesh bundled with installed packages
 - sign agreement with the generalized winding number (libigl) at points jittered
   around the surface (Gaussian, sigma 0.03), counting only points whose winding
   number is clearly inside (> 0.7) or outside (< 0.3);
-- Chamfer-L1 (mean of both directions of the mean point-to-surface distance from
-  ``--samples`` points on one surface to the other) between the source mesh and the
+- Chamfer-L1 (:func:`octgen.metrics.shapes.chamfer_l1_point_to_surface`: mean of
+  both directions of the mean distance from ``--samples`` points on one surface to
+  the other surface) between the source mesh and the
   marching-cubes mesh of the grid, in the [-1, 1] frame. Point-to-surface, not
   point-to-point: two independent 100k-point samplings of a large surface (area ~10)
   are already ~0.005 apart on average, which would mask the error being measured;
@@ -25,32 +26,6 @@ def add_arguments(p) -> None:
     p.add_argument("--mesh", nargs="*", default=[], help="extra mesh files to include")
 
 
-def point_to_surface_distance(points, mesh, k: int = 4, seed: int = 0):
-    """(N,) Euclidean distance from points to the surface of ``mesh``: exact
-    point-triangle distances to the faces of the ``k`` nearest of dense surface samples."""
-    import numpy as np
-    import trimesh
-    from scipy.spatial import cKDTree
-
-    samples, face_idx = trimesh.sample.sample_surface(mesh, max(200_000, 2 * len(points)), seed=seed)
-    _, nbr = cKDTree(samples).query(points, k=k, workers=-1)
-    tris = np.asarray(mesh.triangles)[face_idx[nbr].reshape(-1)]
-    closest = trimesh.triangles.closest_point(tris, np.repeat(points, k, axis=0))
-    return np.linalg.norm(closest.reshape(len(points), k, 3) - points[:, None], axis=-1).min(1)
-
-
-def chamfer_l1(a, b, samples: int, seed: int = 0) -> float:
-    """Mean of both directions of the mean distance from ``samples`` area-uniform
-    points on one mesh to the other mesh's surface (point-to-surface, so there is no
-    floor from the spacing of samples on the second mesh)."""
-    import trimesh
-
-    pa, _ = trimesh.sample.sample_surface(a, samples, seed=seed)
-    pb, _ = trimesh.sample.sample_surface(b, samples, seed=seed + 1)
-    return 0.5 * (point_to_surface_distance(pa, b, seed=seed + 2).mean()
-                  + point_to_surface_distance(pb, a, seed=seed + 3).mean())
-
-
 def run(args) -> dict:
     from pathlib import Path
 
@@ -60,6 +35,7 @@ def run(args) -> dict:
 
     from ..data.meshes import load_mesh
     from ..data.sdf import _winding_number_fn, mesh_to_sdf, sdf_to_mesh
+    from ..metrics.shapes import chamfer_l1_point_to_surface
     from ..data.shapes.real import packaged_mesh_files
     from ..errors import InputError
     from ..octree.mesh import normalize_mesh
@@ -82,7 +58,7 @@ def run(args) -> dict:
         pts, _ = trimesh.sample.sample_surface(mesh, 5000, seed=0)
         q = np.clip(pts + np.random.default_rng(0).normal(scale=0.03, size=pts.shape), -1, 1)
         row = {"mesh": path.name, "faces": len(mesh.faces), "source_watertight": bool(mesh.is_watertight),
-               "sdf_seconds": dt, "chamfer_l1": chamfer_l1(mesh, rec, args.samples),
+               "sdf_seconds": dt, "chamfer_l1": chamfer_l1_point_to_surface(mesh, rec, args.samples),
                "reconstruction_watertight": bool(rec.is_watertight)}
         winding = _winding_number_fn(np.asarray(mesh.vertices), np.asarray(mesh.faces))
         if winding is not None:

@@ -20,7 +20,7 @@ REFERENCE = {  # published QM9 numbers (atom stab., mol stab., validity, V x U),
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="pipeline folder (default: the shipped checkpoint)")
     p.add_argument("--num", type=int_in_range(0, 1_000_000), default=10_000,
@@ -87,7 +87,7 @@ def _row(q: dict) -> str:
 def run(args) -> dict:
     import torch
 
-    from ..cli.generate import default_checkpoint
+    from ..weights import default_checkpoint
     from ..metrics.molecules import qm9_reference_smiles
     from ..pipeline.pipeline import OctGenPipeline
     from .timing import machine_summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="pipeline folder (default: the shipped checkpoint)")
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V...]",
@@ -52,7 +52,7 @@ def parse_setting(text: str) -> dict:
 def run(args) -> dict:
     import torch
 
-    from ..cli.generate import default_checkpoint
+    from ..weights import default_checkpoint
     from ..pipeline.pipeline import OctGenPipeline
     from .curve import measure, validation_molecules
 

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
+from ..weights import DEFAULT_SHAPE_CHECKPOINT, DIFFUSERS_WEIGHTS_NAME, default_shape_checkpoint, load_checked
+from .timing import machine_info
 
 DEFAULT_CLASSIFIER = "checkpoints/shape-classifier"
 SKETCH_SEED_OFFSET = 10**6  # training sketches use seeds below the training-set size
@@ -58,7 +59,7 @@ TARGETS = {"category_accuracy": {"min": 0.90}, "attribute_accuracy": {"min": 0.7
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="shape pipeline folder (default: the shipped checkpoints/shapes-xs)")
     p.add_argument("--classifier", default=None, help=f"shape classifier folder (default: {DEFAULT_CLASSIFIER})")
@@ -100,8 +101,6 @@ def resolve_checkpoint(path: str | None) -> Path:
     """The shape pipeline folder to measure; one-line error when the default one
     is not there yet."""
     from ..errors import InputError
-
-    from ..cli.generate import DEFAULT_SHAPE_CHECKPOINT, default_shape_checkpoint
 
     if path:
         return Path(path)
@@ -259,9 +258,9 @@ def surface_cloud(mesh, n: int, seed: int):
 
 def reference_meshes(ds, indices: list[int], depth: int) -> list:
     """Marching cubes of the exact SDF on the same 2^depth grid the tokenizer decodes to."""
-    from ..tokenize.shape_sdf import grid_to_mesh, sdf_to_grid
+    from ..data.grid import grid_to_mesh, sdf_grid
 
-    return [grid_to_mesh(sdf_to_grid(ds[i].sdf, depth).numpy(), depth) for i in indices]
+    return [grid_to_mesh(sdf_grid(ds[i].sdf, 1 << depth, sampling="centre"), sampling="centre") for i in indices]
 
 
 def run_distribution(gen_rows: list[dict], refs: dict, n_points: int) -> dict:
@@ -318,18 +317,6 @@ def speed_summary(rows: list[dict], encoder_load_s: float, warmup_s: float) -> d
             "stage_median_s": {k: float(np.median([r["timings"][k] for r in rows])) for k in stages}}
 
 
-def machine_info() -> dict:
-    import os
-    import platform
-
-    import torch
-
-    from .timing import machine_summary
-
-    return {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "summary": machine_summary()}
-
-
 def targets_met(result: dict) -> dict:
     """Per target: True / False, or None where the figure was not measured (or, for
     1-NNA, is 0 by construction: one shape per side)."""
@@ -348,6 +335,23 @@ def targets_met(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- run
+def sampler_overrides(args) -> dict:
+    """The sampler settings ``--guidance``, ``--steps`` and ``--temperature`` change,
+    checked (one-line errors)."""
+    from ..errors import InputError
+
+    if args.guidance is not None and not 0 <= args.guidance < float("inf"):
+        raise InputError(f"--guidance must be a finite number >= 0, got {args.guidance}")
+    overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.temperature is not None:
+        if not 0 <= args.temperature <= 10:
+            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
+        overrides["temperature"] = args.temperature
+    return overrides
+
+
 def run(args) -> dict:
     import torch
 
@@ -362,15 +366,7 @@ def run(args) -> dict:
     clf_dir = Path(args.classifier) if args.classifier else _repo_path(DEFAULT_CLASSIFIER)
     if not (clf_dir / "config.json").is_file():
         raise InputError(f"no shape classifier at {clf_dir}: pass --classifier DIR")
-    if args.guidance is not None and not 0 <= args.guidance < float("inf"):
-        raise InputError(f"--guidance must be a finite number >= 0, got {args.guidance}")
-    overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.temperature is not None:
-        if not 0 <= args.temperature <= 10:
-            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
-        overrides["temperature"] = args.temperature
+    overrides = sampler_overrides(args)
 
     t0 = time.perf_counter()
     pipe = ShapePipeline.from_pretrained(ckpt)

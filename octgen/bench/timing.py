@@ -17,11 +17,21 @@ def best_of(fn, repeats: int = 5, warmup: int = 1) -> tuple[float, object]:
     return best, out
 
 
-def machine_summary() -> str:
+def machine_info() -> dict:
+    """``processor``, ``cpu_count``, ``torch`` (version), ``torch_threads`` and
+    ``summary``, the same in one line (:func:`machine_summary`)."""
     import os
     import platform
 
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    info = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    summary = (f"{info['processor']}, {info['cpu_count']} cores, torch {info['torch']}, "
+               f"{info['torch_threads']} threads")
+    return {**info, "summary": summary}
+
+
+def machine_summary() -> str:
+    """One line: processor, cores, torch version and threads."""
+    return machine_info()["summary"]

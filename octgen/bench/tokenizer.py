@@ -95,7 +95,7 @@ def _row(name: str, tokens, t_enc: float, t_dec: float, metrics: dict, mesh) -> 
 def run_procedural(model, args) -> list[dict]:
     from ..data.shapes import ShapeDataset
     from ..metrics.shapes import compare_meshes, sdf_occupancy_grid
-    from ..tokenize.shape_sdf import grid_to_mesh, sdf_to_grid
+    from ..data.grid import grid_to_mesh, sdf_grid
 
     ds = ShapeDataset("test", size=args.num_test, seed=args.seed)
     rows = []
@@ -103,13 +103,13 @@ def run_procedural(model, args) -> list[dict]:
         s = ds[i]
         tokens, mesh, t_enc, t_dec = _encode_decode(model, s.sdf)
         ref_occ = sdf_occupancy_grid(s.sdf, args.iou_res)
-        ref_mesh = grid_to_mesh(sdf_to_grid(s.sdf, args.ref_depth).numpy(), args.ref_depth)
+        ref_mesh = grid_to_mesh(sdf_grid(s.sdf, 1 << args.ref_depth, sampling="centre"), sampling="centre")
         m = compare_meshes(ref_mesh, ref_occ, mesh, n_surface=args.surface_samples, seed=i)
         row = _row(f"{s.category}-{s.index}", tokens, t_enc, t_dec, m, mesh)
         row["category"] = s.category
         if args.ceiling:
             depth = model.config.fine_depth
-            exact = grid_to_mesh(sdf_to_grid(s.sdf, depth).numpy(), depth)
+            exact = grid_to_mesh(sdf_grid(s.sdf, 1 << depth, sampling="centre"), sampling="centre")
             c = compare_meshes(ref_mesh, ref_occ, exact, n_surface=args.surface_samples, seed=i)
             row["ceiling_iou"], row["ceiling_chamfer_l1"] = c["iou"], c["chamfer_l1"]
         rows.append(row)
@@ -164,8 +164,7 @@ def run_flips(model, args, rates: list[float]) -> dict:
 
 def run_real(model, args) -> list[dict]:
     from ..data.meshes import load_mesh
-    from ..data.sdf import cell_centres
-    from ..metrics.shapes import compare_meshes, mesh_occupancy_grid
+    from ..metrics.shapes import compare_meshes, mesh_occupancy_grid, sdf_occupancy_grid
     from ..octree.mesh import normalize_mesh
     from ..tokenize.shape_sdf import mesh_to_sdf_fn
 
@@ -176,11 +175,7 @@ def run_real(model, args) -> list[dict]:
         if mesh.is_watertight:
             ref_occ = mesh_occupancy_grid(mesh, args.iou_res)
         else:
-            import torch
-
-            sdf = mesh_to_sdf_fn(mesh)
-            pts = torch.from_numpy(cell_centres(args.iou_res).astype(np.float32))
-            ref_occ = (sdf(pts) < 0).numpy().reshape((args.iou_res,) * 3)
+            ref_occ = sdf_occupancy_grid(mesh_to_sdf_fn(mesh), args.iou_res)
         m = compare_meshes(mesh, ref_occ, recon, n_surface=args.surface_samples)
         row = _row(path.name, tokens, t_enc, t_dec, m, recon)
         row["source_watertight"] = bool(mesh.is_watertight)

@@ -24,24 +24,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._args import int_in_range
+from .._args import int_in_range
+from ..weights import DEFAULT_CHECKPOINT, DEFAULT_SHAPE_CHECKPOINT, default_checkpoint, default_shape_checkpoint
 
 PARTS_DIR = ".octgen-parts"
 
-DEFAULT_CHECKPOINT = "checkpoints/qm9-xs"
-DEFAULT_SHAPE_CHECKPOINT = "checkpoints/shapes-xs"
 SHAPE_FORMATS = ("glb", "obj", "ply", "stl")
 MAX_SEED = 2**63 - 1
-
-
-def default_checkpoint() -> Path:
-    """The shipped QM9 checkpoint (``checkpoints/qm9-xs`` at the repository root)."""
-    return Path(__file__).resolve().parents[2] / DEFAULT_CHECKPOINT
-
-
-def default_shape_checkpoint() -> Path:
-    """The shipped shapes checkpoint (``checkpoints/shapes-xs`` at the repository root)."""
-    return Path(__file__).resolve().parents[2] / DEFAULT_SHAPE_CHECKPOINT
 
 
 def _positive_float(text: str) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ._args import depth_arg, int_in_range
+from .._args import depth_arg, int_in_range
 
 
 def add_parser(sub) -> None:

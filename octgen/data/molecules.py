@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .bonds import bond_orders as perceive_bonds
 
 # Element symbols by atomic number (index 0 is a placeholder).
 _SYMBOLS = (
@@ -415,16 +416,14 @@ def molecule_to_rdkit(molecule: Molecule, bond_orders: np.ndarray | None = None)
     Args:
         molecule: the atoms.
         bond_orders: optional (N, N) int matrix (0 none, 1..3); default: EDM
-            distance-based orders from :func:`octgen.metrics.molecules.bond_orders`.
+            distance-based orders from :func:`octgen.data.bonds.bond_orders`.
     Returns:
         An unsanitised ``Chem.RWMol`` (hydrogens explicit, implicit ones allowed by RDKit).
     """
     from rdkit import Chem
     from rdkit.Geometry import Point3D
 
-    from ..metrics.molecules import bond_orders as perceive
-
-    orders = perceive(molecule) if bond_orders is None else np.asarray(bond_orders)
+    orders = perceive_bonds(molecule) if bond_orders is None else np.asarray(bond_orders)
     types = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
     mol = Chem.RWMol()
     for e in molecule.elements:
@@ -443,7 +442,7 @@ def write_sdf(molecules: Molecule | list[Molecule], path: str | os.PathLike) -> 
     """Write molecules to an SDF file with bonds perceived from geometry, atomically.
 
     Bond orders come from interatomic distances with the EDM tables (see
-    :func:`octgen.metrics.molecules.bond_orders`); coordinates keep 4 decimals
+    :func:`octgen.data.bonds.bond_orders`); coordinates keep 4 decimals
     (the MOL format's precision). The molecule's name is the record title.
     """
     from rdkit import Chem

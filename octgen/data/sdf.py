@@ -3,8 +3,11 @@
 - :func:`sdf_to_octree`: adaptive surface octree of any SDF callable; only cells
   that may hold surface are refined, so the work grows with the surface area, not
   the volume.
-- :func:`sdf_grid` / :func:`sdf_to_mesh`: dense sampling and marching cubes
-  (scikit-image) to a watertight triangle mesh.
+- :func:`sdf_to_mesh`: marching cubes on a dense corner lattice to a watertight,
+  manifold triangle mesh (the grid functions themselves are in :mod:`.grid`);
+  :func:`normalize_sdf` fits an SDF's solid into the cube.
+- :func:`closest_on_surface`: nearest points on a mesh surface (also behind the
+  point-to-surface Chamfer distance of :mod:`octgen.metrics.shapes`).
 - :func:`mesh_to_sdf`: a real (possibly open, multi-part, badly oriented) mesh to
   a :class:`GridSDF`, a dense distance grid with trilinear look-up;
   :func:`mesh_file_to_sdf` does the same for a file and caches the result by file
@@ -20,16 +23,17 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .cache import cache_dir as default_cache_dir
+from ..export.atomic import atomic_path
 from ..octree import children_keys, key_to_xyz, keys_to_octree, xyz_to_centres
-
-SdfFn = Callable[[torch.Tensor], torch.Tensor]
+from ..octree.mesh import fit_box
+from .cache import cache_dir as default_cache_dir
+from .grid import SdfFn, eval_sdf, grid_points, grid_to_mesh, sdf_grid
 
 # Bump when the meaning of a cached grid changes, so stale caches are not reused.
 MESH_SDF_CACHE_VERSION = 2
@@ -37,12 +41,6 @@ _HALF_DIAG = math.sqrt(3) / 2
 # Open sheets become slabs this many cells thick on each side: more than half a cell,
 # so the nearest cell centre is always inside and the sheet never vanishes.
 _SHEET = 0.75
-
-
-def _eval_chunked(sdf_fn: SdfFn, p_N3: torch.Tensor, chunk: int) -> torch.Tensor:
-    if p_N3.shape[0] <= chunk:
-        return sdf_fn(p_N3).float()
-    return torch.cat([sdf_fn(p_N3[i:i + chunk]).float() for i in range(0, p_N3.shape[0], chunk)])
 
 
 @torch.no_grad()
@@ -79,7 +77,7 @@ def sdf_to_octree(sdf_fn: SdfFn, depth: int, start_depth: int = 2, slack: float 
     slot_xyz = torch.tensor([[(s >> 2) & 1, (s >> 1) & 1, s & 1] for s in range(8)], dtype=torch.int64)
     kept_keys, kept_sdf = [], []
     for d in range(start_depth, depth + 1):
-        values = _eval_chunked(sdf_fn, xyz_to_centres(xyz, d), chunk)
+        values = eval_sdf(sdf_fn, xyz_to_centres(xyz, d), chunk)
         keep = values.abs() <= slack * _HALF_DIAG * (2.0 / (1 << d))
         keys, xyz, values = keys[keep], xyz[keep], values[keep]
         kept_keys.append(keys)
@@ -95,64 +93,40 @@ def sdf_to_octree(sdf_fn: SdfFn, depth: int, start_depth: int = 2, slack: float 
     levels = []
     for d in range(depth + 1):
         if d < start_depth:
-            levels.append(_eval_chunked(sdf_fn, octree.cell_centres(d), chunk))
+            levels.append(eval_sdf(sdf_fn, octree.cell_centres(d), chunk))
         else:
             ref = kept_keys[d - start_depth]
             levels.append(kept_sdf[d - start_depth][torch.searchsorted(ref, octree.keys[d])])
     return octree, kept_sdf[-1], levels
 
 
-@torch.no_grad()
-def sdf_grid(sdf_fn: SdfFn, resolution: int, chunk: int = 1 << 18) -> torch.Tensor:
-    """SDF on the ``resolution^3`` lattice of points ``linspace(-1, 1, resolution)``.
-
-    Returns:
-        (R, R, R) float32 tensor indexed [x, y, z].
-    """
-    if resolution < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution}")
-    axis = torch.linspace(-1.0, 1.0, resolution)
-    p = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-    return _eval_chunked(sdf_fn, p, chunk).reshape(resolution, resolution, resolution)
-
-
-def grid_to_mesh(grid_XYZ, lo: float = -1.0, hi: float = 1.0, level: float = 0.0):
-    """Marching cubes of a lattice SDF whose corner points span [lo, hi]^3.
-
-    The grid is padded with an outside value first, so a surface cut by the cube
-    boundary is closed and the mesh is always watertight.
-
-    Returns:
-        ``trimesh.Trimesh`` with outward-facing triangles.
-    Raises:
-        ValueError: no zero crossing in the grid.
-    """
-    import trimesh
-    from skimage.measure import marching_cubes
-
-    g = np.asarray(grid_XYZ.cpu() if torch.is_tensor(grid_XYZ) else grid_XYZ, dtype=np.float32)
-    if not np.isfinite(g).all():
-        raise ValueError("SDF grid contains NaN or inf")
-    if not (g.min() < level < g.max()):
-        raise ValueError("the SDF grid has no surface (no sign change)")
-    step = (hi - lo) / (g.shape[0] - 1)
-    outside = max(float(g.max()), level + step)
-    g = np.pad(g, 1, mode="constant", constant_values=outside)
-    # Lattice values exactly at the level make marching cubes emit pinched, non-manifold
-    # vertices; nudging them outside keeps the mesh watertight.
-    g[g == level] = level + 1e-6
-    verts, faces, _, _ = marching_cubes(g, level=level, spacing=(step, step, step), allow_degenerate=False)
-    verts = verts + (lo - step)
-    # With inside negative, skimage's default winding ("descent") already faces outward.
-    # process=False: marching cubes already shares vertices, and trimesh's merging of
-    # nearby vertices can pinch thin parts into non-manifold edges.
-    return trimesh.Trimesh(verts, faces, process=False)
-
-
 def sdf_to_mesh(sdf_fn: SdfFn, resolution: int = 128, chunk: int = 1 << 18):
-    """Watertight mesh of the zero level set of ``sdf_fn`` by marching cubes on a
-    ``resolution^3`` lattice over [-1, 1]^3."""
-    return grid_to_mesh(sdf_grid(sdf_fn, resolution, chunk))
+    """Watertight, manifold mesh of the zero level set of ``sdf_fn`` by marching cubes
+    on the ``resolution^3`` corner lattice over [-1, 1]^3 (:mod:`octgen.data.grid`).
+
+    Raises:
+        ValueError: no surface (no sign change) on the lattice, or NaN / inf values.
+    """
+    grid = sdf_grid(sdf_fn, resolution, sampling="corner", chunk=chunk)
+    return grid_to_mesh(grid, sampling="corner", allow_empty=False, drop_degenerate=True, merge_vertices=False)
+
+
+def normalize_sdf(sdf_fn: SdfFn, margin: float = 0.05, probe_depth: int = 5) -> SdfFn | None:
+    """Rescale an SDF (uniformly, so it stays a distance) so that its solid's bounding
+    box, measured on the centres of a ``2^probe_depth`` grid over [-1.2, 1.2]^3, is
+    centred and its longest side spans [-1 + margin, 1 - margin] (the box fit of
+    :func:`octgen.octree.mesh.fit_box`, as for meshes).
+
+    Returns:
+        the rescaled SDF, or None when fewer than 8 probe points are inside.
+    """
+    pts = grid_points(1 << probe_depth, "centre") * 1.2
+    inside = pts[sdf_fn(pts) < 0]
+    if inside.shape[0] < 8:
+        return None
+    h = 2.4 / (1 << probe_depth)
+    scale, centre = fit_box(inside.min(0).values - h / 2, inside.max(0).values + h / 2, margin)
+    return lambda p: sdf_fn(p / scale + centre) * scale
 
 
 # ----------------------------------------------------------------------------- real meshes
@@ -191,8 +165,6 @@ class GridSDF:
         return np.full(3, -1.0), np.full(3, 1.0)
 
     def save(self, path) -> None:
-        from ..export.atomic import atomic_path
-
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, grid=self.grid.numpy().astype(np.float16), scale=np.float64(self.scale),
@@ -207,16 +179,31 @@ class GridSDF:
             return cls(torch.from_numpy(z["grid"].astype(np.float32)), float(z["scale"]), tuple(z["offset"].tolist()))
 
 
-def _normalisation(mesh, margin: float) -> tuple[float, np.ndarray]:
-    lo, hi = mesh.bounds
-    centre = (lo + hi) / 2
-    return 2 * (1 - margin) / float((hi - lo).max()), centre
+def closest_on_surface(points_N3: np.ndarray, verts_V3: np.ndarray, faces_F3: np.ndarray, sample_tree,
+                       sample_face_S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest surface point of each query point, searched on the faces of its ``k``
+    nearest surface samples (exact point-triangle distances): the distance is exact
+    when the nearest face holds one of those samples, an upper bound otherwise.
 
-
-def _closest_on_faces(triangles_K33: np.ndarray, points_K3: np.ndarray) -> np.ndarray:
+    Args:
+        points_N3: query points.
+        verts_V3, faces_F3: the mesh.
+        sample_tree: ``scipy.spatial.cKDTree`` of S surface samples.
+        sample_face_S: the face each sample lies on.
+        k: samples looked at per point.
+    Returns:
+        ``(distance (N,), closest point (N, 3), its triangle (N, 3, 3))``.
+    """
     import trimesh
 
-    return trimesh.triangles.closest_point(triangles_K33, points_K3)
+    n = len(points_N3)
+    _, nbr_Nk = sample_tree.query(points_N3, k=k, workers=-1)
+    tris = verts_V3[faces_F3[sample_face_S[nbr_Nk].reshape(-1)]]                      # (N * k, 3, 3)
+    cp_Nk3 = trimesh.triangles.closest_point(tris, np.repeat(points_N3, k, axis=0)).reshape(n, k, 3)
+    dist_Nk = np.linalg.norm(cp_Nk3 - points_N3[:, None], axis=-1)
+    best = dist_Nk.argmin(1)
+    rows = np.arange(n)
+    return dist_Nk[rows, best], cp_Nk3[rows, best], tris.reshape(n, k, 3, 3)[rows, best]
 
 
 def _winding_number_fn(verts: np.ndarray, faces: np.ndarray):
@@ -268,45 +255,15 @@ def mesh_to_sdf(mesh, resolution: int = 128, margin: float = 0.1, normalize: boo
     Raises:
         InputError: empty, degenerate or non-finite mesh; mesh outside the cube.
     """
-    import trimesh
-
-    from .meshes import check_mesh
-
     if not 8 <= resolution <= 512:
         raise ValueError(f"resolution must be in [8, 512], got {resolution}")
     if sign_method not in ("auto", "flood", "winding"):
         raise ValueError(f"sign_method must be auto, flood or winding, got {sign_method!r}")
-    check_mesh(mesh, name)
-    if normalize:
-        scale, offset = _normalisation(mesh, margin)
-    else:
-        scale, offset = 1.0, np.zeros(3)
-    verts = (np.asarray(mesh.vertices, dtype=np.float64) - offset) * scale
-    if not normalize and np.abs(verts).max() > 1:
-        raise InputError(f"{name}: mesh leaves [-1, 1]^3; pass normalize=True")
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    tri = trimesh.Trimesh(verts, faces, process=False)
-    if not (np.isfinite(verts).all() and np.isfinite(tri.area) and tri.area > 0):
-        # e.g. coordinates near the float limit, whose extent overflows
-        raise InputError(f"{name}: mesh cannot be normalised (coordinates too large or too small)")
+    verts, faces, area, scale, offset = _fitted_mesh(mesh, normalize, margin, name)
     h = 2.0 / resolution
-    centres, udf, closest, normal = _unsigned_distance_grid(verts, faces, tri.area, resolution, max_samples, seed, name)
+    centres, udf, closest, normal = _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, name)
     wall = udf < _HALF_DIAG * h
-    outside, inside = _flood_labels(wall)
-    winding = _winding_number_fn(verts, faces) if sign_method != "flood" else None
-    labels = None
-    if winding is not None:
-        labels = _winding_labels(winding, centres, udf, wall, force=sign_method == "winding", flood_inside=inside)
-    if labels is not None:
-        outside, inside = labels
-
-        def state_at(points):  # -1 inside, +1 outside
-            return np.where(np.abs(winding(points)) > 0.5, -1, 1)
-    else:
-        state = np.where(outside, 1, np.where(inside, -1, 0)).reshape(-1)
-
-        def state_at(points):  # -1 inside, +1 outside, 0 wall
-            return state[_cell_index(points, resolution)]
+    outside, state_at = _sign_labels(verts, faces, centres, udf, wall, sign_method)
     sdf = np.where(outside, udf, -udf)
     w_idx = np.nonzero(wall.reshape(-1))[0]
     if len(w_idx):
@@ -321,17 +278,62 @@ def mesh_to_sdf(mesh, resolution: int = 128, margin: float = 0.1, normalize: boo
     return GridSDF(torch.from_numpy(sdf.astype(np.float32)), float(scale), tuple(float(x) for x in offset))
 
 
+def _fitted_mesh(mesh, normalize: bool, margin: float, name: str):
+    """``(verts, faces, area, scale, offset)`` of a checked mesh, fitted into the cube
+    (``normalize``) or checked to lie inside it."""
+    import trimesh
+
+    from .meshes import check_mesh
+
+    check_mesh(mesh, name)
+    if normalize:
+        scale, offset = fit_box(*mesh.bounds, margin)
+    else:
+        scale, offset = 1.0, np.zeros(3)
+    verts = (np.asarray(mesh.vertices, dtype=np.float64) - offset) * scale
+    if not normalize and np.abs(verts).max() > 1:
+        raise InputError(f"{name}: mesh leaves [-1, 1]^3; pass normalize=True")
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    area = trimesh.Trimesh(verts, faces, process=False).area
+    if not (np.isfinite(verts).all() and np.isfinite(area) and area > 0):
+        # e.g. coordinates near the float limit, whose extent overflows
+        raise InputError(f"{name}: mesh cannot be normalised (coordinates too large or too small)")
+    return verts, faces, area, scale, offset
+
+
+def _sign_labels(verts, faces, centres, udf, wall, sign_method: str):
+    """Which free cells are outside, and ``state_at(points)`` (-1 inside, +1 outside,
+    0 wall) for probing the sides of wall cells: from the flood fill, or from the
+    winding number when the flood leaks or ``sign_method`` is "winding" (see
+    :func:`mesh_to_sdf`)."""
+    resolution = wall.shape[0]
+    outside, inside = _flood_labels(wall)
+    winding = _winding_number_fn(verts, faces) if sign_method != "flood" else None
+    labels = None
+    if winding is not None:
+        labels = _winding_labels(winding, centres, udf, wall, force=sign_method == "winding", flood_inside=inside)
+    if labels is not None:
+        def state_at(points):  # -1 inside, +1 outside
+            return np.where(np.abs(winding(points)) > 0.5, -1, 1)
+
+        return labels[0], state_at
+    state = np.where(outside, 1, np.where(inside, -1, 0)).reshape(-1)
+
+    def state_at(points):  # -1 inside, +1 outside, 0 wall
+        return state[_cell_index(points, resolution)]
+
+    return outside, state_at
+
+
+def _cell_centres(resolution: int) -> np.ndarray:
+    """(R^3, 3) float64 cell centres, flat in [x, y, z] order."""
+    return grid_points(resolution, "centre", torch.float64).numpy()
+
+
 def _cell_index(points_N3: np.ndarray, resolution: int) -> np.ndarray:
     """(N,) flat index [x, y, z] of the grid cell holding each point."""
     ijk = np.clip(np.floor((points_N3 + 1) * (resolution / 2)).astype(np.int64), 0, resolution - 1)
     return (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
-
-
-def cell_centres(resolution: int) -> np.ndarray:
-    """(R^3, 3) float64 cell centres of the R^3 grid over [-1, 1]^3, flat in [x, y, z]
-    order (index ``(i * R + j) * R + k``)."""
-    axis = -1 + (np.arange(resolution) + 0.5) * (2.0 / resolution)
-    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
 
 
 def _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, name):
@@ -360,7 +362,7 @@ def _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, n
         samples = np.concatenate([samples, verts[used]])
         face_idx = np.concatenate([face_idx, vert_face[used]])
     tree = cKDTree(samples)
-    centres = cell_centres(resolution)
+    centres = _cell_centres(resolution)
     # Only cells near the surface go through the k-d tree: far queries (e.g. the
     # centre of a sphere, equidistant to every sample) are what makes k-d trees slow.
     band = 1.75 * h
@@ -374,16 +376,7 @@ def _unsigned_distance_grid(verts, faces, area, resolution, max_samples, seed, n
     near = np.nonzero(np.isfinite(udf))[0]
     closest, normal = np.zeros_like(centres), np.zeros_like(centres)
     if len(near):
-        k = 3
-        _, nbr = tree.query(centres[near], k=k, workers=-1)
-        tris = verts[faces[face_idx[nbr].reshape(-1)]]                # (n * k, 3, 3)
-        cp = _closest_on_faces(tris, np.repeat(centres[near], k, axis=0)).reshape(len(near), k, 3)
-        dist = np.linalg.norm(cp - centres[near, None], axis=-1)       # (n, k)
-        best = dist.argmin(1)
-        rows = np.arange(len(near))
-        udf[near] = dist[rows, best]
-        closest[near] = cp[rows, best]
-        t = tris.reshape(len(near), k, 3, 3)[rows, best]               # (n, 3, 3)
+        udf[near], closest[near], t = closest_on_surface(centres[near], verts, faces, tree, face_idx, k=3)
         fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
         normal[near] = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-30)
     udf = udf.reshape((resolution,) * 3)
@@ -416,7 +409,7 @@ def _winding_labels(winding, centres, udf, wall, force: bool, flood_inside):
     resolution = wall.shape[0]
     h = 2.0 / resolution
     rc = max(4, resolution // 4)
-    coarse_in = np.abs(winding(cell_centres(rc))) > 0.5
+    coarse_in = np.abs(winding(_cell_centres(rc))) > 0.5
     if not force and flood_inside.mean() >= 0.5 * coarse_in.mean():
         return None
     inside = np.zeros(len(centres), dtype=bool)

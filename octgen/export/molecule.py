@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.bonds import bond_orders as perceive_bonds
 from ..data.molecules import check_molecule_out_path, write_molecules, write_sdf, write_xyz
 from ..errors import InputError
 from .atomic import atomic_path
@@ -57,14 +58,12 @@ def molecule_to_scene(molecule, bond_orders: np.ndarray | None = None):
     """
     import trimesh
 
-    from ..metrics.molecules import bond_orders as perceive
-
     if len(molecule) == 0:
         raise InputError(f"molecule '{molecule.name}' has no atoms to draw")
     if len(molecule) > MAX_GLB_ATOMS:
         raise InputError(f"molecule '{molecule.name}': {len(molecule)} atoms is more than the "
                          f"{MAX_GLB_ATOMS} the ball-and-stick view draws")
-    orders = perceive(molecule) if bond_orders is None else np.asarray(bond_orders)
+    orders = perceive_bonds(molecule) if bond_orders is None else np.asarray(bond_orders)
     pos = molecule.positions
     parts: dict[str, list] = {}
     unit_sphere = trimesh.creation.icosphere(subdivisions=2, radius=1.0)

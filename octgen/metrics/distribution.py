@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 
 
-def chamfer_l1(a_NP3: torch.Tensor, b_MP3: torch.Tensor | None = None, chunk: int = 16) -> torch.Tensor:
-    """Pairwise Chamfer-L1 distances between two sets of point clouds.
-
-    Chamfer-L1 here is the mean Euclidean distance to the nearest point, averaged
-    over both directions (the convention of the tokenizer metrics).
+def pairwise_chamfer_l1(a_NP3: torch.Tensor, b_MP3: torch.Tensor | None = None, chunk: int = 16) -> torch.Tensor:
+    """Point-to-point Chamfer-L1 distance of every pair of clouds of two sets: the
+    mean Euclidean distance to the nearest point of the other cloud, averaged over
+    both directions (the convention of :func:`octgen.metrics.shapes.surface_distances`,
+    batched on torch for many small clouds).
 
     Args:
         a_NP3: (N, P, 3) point clouds.
@@ -51,11 +51,11 @@ def distribution_metrics(gen_NP3: torch.Tensor, ref_MP3: torch.Tensor) -> dict:
     n, m = gen_NP3.shape[0], ref_MP3.shape[0]
     if n < 1 or m < 1:
         raise ValueError("distribution metrics need at least one generated and one reference shape")
-    d_gr = chamfer_l1(gen_NP3, ref_MP3)  # (N, M)
+    d_gr = pairwise_chamfer_l1(gen_NP3, ref_MP3)  # (N, M)
     mmd = d_gr.amin(0).mean().item()
     cov = d_gr.argmin(1).unique().numel() / m
-    d_gg = chamfer_l1(gen_NP3)
-    d_rr = chamfer_l1(ref_MP3)
+    d_gg = pairwise_chamfer_l1(gen_NP3)
+    d_rr = pairwise_chamfer_l1(ref_MP3)
     # Union distance matrix, with self-distances excluded for leave-one-out 1-NN.
     d = torch.cat([torch.cat([d_gg, d_gr], 1), torch.cat([d_gr.T, d_rr], 1)], 0)
     d.fill_diagonal_(float("inf"))

@@ -17,6 +17,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..data.grid import sdf_grid
+
 VOXEL_DEPTH = 5  # 32^3
 
 
@@ -39,17 +41,14 @@ def _cells_to_grid(xyz_N3: np.ndarray, depth: int) -> np.ndarray:
 def sdf_to_voxels(sdf_fn, depth: int = VOXEL_DEPTH) -> np.ndarray:
     """(R, R, R) bool: cells that touch the solid (any of the 8 corners or the centre
     inside), the same quantity the mesh path measures (surface cells + enclosed)."""
-    from ..data.sdf import cell_centres, sdf_grid
-
     res = 1 << depth
-    centres = torch.from_numpy(cell_centres(res)).float()
-    inside_c = sdf_grid(sdf_fn, res + 1) < 0  # the (res + 1)^3 cell corners
+    inside_c = sdf_grid(sdf_fn, res + 1, sampling="corner") < 0  # the (res + 1)^3 cell corners
     any_corner = torch.zeros(res, res, res, dtype=torch.bool)
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
                 any_corner |= inside_c[dx:dx + res, dy:dy + res, dz:dz + res]
-    return (any_corner | (sdf_fn(centres) < 0).reshape(res, res, res)).numpy()
+    return (any_corner | (sdf_grid(sdf_fn, res, sampling="centre") < 0)).numpy()
 
 
 def mesh_to_voxels(mesh, depth: int = VOXEL_DEPTH) -> np.ndarray:

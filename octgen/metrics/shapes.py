@@ -3,9 +3,13 @@
 - Volumetric IoU of two solids, from boolean occupancy at the same points
   (:func:`volumetric_iou`); occupancy of a watertight mesh on a dense grid by exact
   ray parity (:func:`mesh_occupancy_grid`), of an SDF by its sign.
-- Chamfer-L1: mean Euclidean distance from each of ``n`` area-uniform surface
-  samples to the nearest sample of the other surface, averaged over both
-  directions (Occupancy Networks' convention); 100k samples by default.
+- Chamfer-L1, the mean of both directions of a mean Euclidean distance, in two
+  kinds named for what they measure: point-to-point (:func:`surface_distances`:
+  from each of ``n`` area-uniform surface samples to the nearest sample of the
+  other surface, Occupancy Networks' convention, 100k samples by default) and
+  point-to-surface (:func:`chamfer_l1_point_to_surface`: to the other surface
+  itself, so the sample spacing adds no floor). The batch of pairwise distances
+  between point clouds is :func:`octgen.metrics.distribution.pairwise_chamfer_l1`.
 - Normal consistency: mean ``|n_a . n_b|`` between each sample's face normal and
   that of its nearest neighbour on the other surface, both directions averaged.
 - Whole objects: the share of a mesh's surface area held by its largest
@@ -17,16 +21,14 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 
-from ..data.sdf import cell_centres
+from ..data.grid import sdf_grid
+from ..data.sdf import closest_on_surface
 
 
 def sdf_occupancy_grid(sdf_fn: Callable, res: int = 128) -> np.ndarray:
     """(res, res, res) bool: ``sdf < 0`` at the cell centres."""
-    pts = torch.from_numpy(cell_centres(res).astype(np.float32))
-    vals = torch.cat([torch.as_tensor(sdf_fn(pts[i:i + (1 << 17)])).reshape(-1) for i in range(0, len(pts), 1 << 17)])
-    return (vals < 0).numpy().reshape(res, res, res)
+    return (sdf_grid(sdf_fn, res, sampling="centre") < 0).numpy()
 
 
 def mesh_occupancy_grid(mesh, res: int = 128) -> np.ndarray:
@@ -102,7 +104,9 @@ def sample_surface_with_normals(mesh, n: int = 100_000, seed: int = 0) -> tuple[
 
 
 def surface_distances(pts_a, nrm_a, pts_b, nrm_b) -> dict:
-    """Chamfer-L1 and normal consistency between two surface samplings."""
+    """Point-to-point Chamfer-L1 (``chamfer_l1``; its directions ``completeness``,
+    a to b, and ``accuracy``, b to a) and normal consistency between two surface
+    samplings."""
     from scipy.spatial import cKDTree
 
     d_ab, i_ab = cKDTree(pts_b).query(pts_a, k=1)
@@ -112,6 +116,30 @@ def surface_distances(pts_a, nrm_a, pts_b, nrm_b) -> dict:
     return {"chamfer_l1": float(0.5 * (d_ab.mean() + d_ba.mean())),
             "accuracy": float(d_ba.mean()), "completeness": float(d_ab.mean()),
             "normal_consistency": float(0.5 * (nc_ab + nc_ba))}
+
+
+def point_to_surface_distance(points_N3: np.ndarray, mesh, k: int = 4, seed: int = 0) -> np.ndarray:
+    """(N,) Euclidean distance from points to the surface of ``mesh``
+    (:func:`octgen.data.sdf.closest_on_surface` over ``max(200k, 2N)`` surface samples)."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    samples, face_idx = trimesh.sample.sample_surface(mesh, max(200_000, 2 * len(points_N3)), seed=seed)
+    dist, _, _ = closest_on_surface(np.asarray(points_N3), np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                    cKDTree(samples), face_idx, k)
+    return dist
+
+
+def chamfer_l1_point_to_surface(mesh_a, mesh_b, samples: int, seed: int = 0) -> float:
+    """Mean of both directions of the mean distance from ``samples`` area-uniform
+    points on one mesh to the other mesh's surface (no floor from the spacing of
+    samples on the second mesh, unlike the point-to-point :func:`surface_distances`)."""
+    import trimesh
+
+    pa, _ = trimesh.sample.sample_surface(mesh_a, samples, seed=seed)
+    pb, _ = trimesh.sample.sample_surface(mesh_b, samples, seed=seed + 1)
+    return 0.5 * (point_to_surface_distance(pa, mesh_b, seed=seed + 2).mean()
+                  + point_to_surface_distance(pb, mesh_a, seed=seed + 3).mean())
 
 
 def compare_meshes(ref_mesh, ref_occupancy: np.ndarray, mesh, res: int | None = None,

@@ -124,12 +124,3 @@ def config_for_size(size: str, **overrides) -> OctGenConfig:
         raise KeyError(f"unknown model size '{size}'; known: {sorted(MODEL_SIZES)}")
     spec = {k: v for k, v in MODEL_SIZES[size].items() if k != "params_qm9"}
     return OctGenConfig(**{**spec, **overrides})
-
-
-def count_parameters(config: OctGenConfig) -> int:
-    """Number of trainable parameters of a model with ``config`` (builds it)."""
-    from .transformer import OctGenTransformer
-
-    model = OctGenTransformer.from_octgen_config(config)
-    return sum(p.numel() for p in model.parameters())
-

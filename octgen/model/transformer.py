@@ -463,3 +463,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         for j in range(field):
             x = x + self.payload_prev_embeds[j](prev_NF[..., j].clamp(0, self.payload_prev_embeds[j].num_embeddings - 1))
         return self.payload_heads[field](x)
+
+
+def count_parameters(config: OctGenConfig) -> int:
+    """Number of trainable parameters of a model with ``config`` (builds it)."""
+    return sum(p.numel() for p in OctGenTransformer.from_octgen_config(config).parameters())

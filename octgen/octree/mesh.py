@@ -9,18 +9,34 @@ import torch
 from .octree import Octree, _check_depth, build_octree
 
 
-def normalize_mesh(mesh, margin: float = 0.05):
-    """Copy of ``mesh`` centred on its bounding-box centre and scaled uniformly so
-    its longest side spans [-1 + margin, 1 - margin]."""
+def fit_box(lo, hi, margin: float = 0.05):
+    """The uniform fit of the box [lo, hi] into the cube: ``p_fitted = (p - centre) *
+    scale`` puts the box's centre at the origin and its longest side on
+    [-1 + margin, 1 - margin]. The one bounding-box normalisation of octgen (meshes,
+    mesh SDF grids, procedural SDFs).
+
+    Args:
+        lo, hi: (3,) box corners (numpy arrays or tensors; ``centre`` has their type).
+        margin: free border, in [0, 1).
+    Returns:
+        ``(scale, centre)``: a float and a (3,) array or tensor.
+    Raises:
+        ValueError: ``margin`` outside [0, 1), or a box of zero extent.
+    """
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin}")
-    mesh = mesh.copy()
-    lo, hi = mesh.bounds
     extent = float((hi - lo).max())
     if not extent > 0:
-        raise ValueError("mesh has zero extent")
-    mesh.apply_translation(-(lo + hi) / 2)
-    mesh.apply_scale(2 * (1 - margin) / extent)
+        raise ValueError("the bounding box has zero extent")
+    return 2 * (1 - margin) / extent, (lo + hi) / 2
+
+
+def normalize_mesh(mesh, margin: float = 0.05):
+    """Copy of ``mesh`` fitted into the cube by :func:`fit_box` of its bounds."""
+    scale, centre = fit_box(*mesh.bounds, margin)
+    mesh = mesh.copy()
+    mesh.apply_translation(-centre)
+    mesh.apply_scale(scale)
     return mesh
 
 

@@ -1,5 +1,6 @@
-"""Signed distance fields for the shape tokenizer: dense grids, the surface band
-octree, mesh -> SDF, and SDF grid -> watertight mesh.
+"""Signed distance fields for the shape tokenizer: the surface band of a dense grid
+and mesh -> SDF. Dense grids and marching cubes are :mod:`octgen.data.grid`'s
+(``sampling="centre"``, ``resolution = 2^D``).
 
 Frame: the unit cube [-1, 1]^3 of :mod:`octgen.octree`. A depth-``D`` grid has
 ``2^D`` cells per side of size ``h = 2 / 2^D``; SDF values are sampled at cell
@@ -14,49 +15,12 @@ on the centre grid only ever crosses zero between band cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
 import torch
 
+from ..data.grid import SdfFn, sdf_grid
+from ..data.sdf import mesh_to_sdf
 from ..octree import children_keys, key_to_xyz, xyz_to_key
-
-SdfFn = Callable[[torch.Tensor], torch.Tensor]
-
-# Points per call when evaluating an SDF on a dense grid (bounds peak memory).
-_EVAL_CHUNK = 1 << 17
-
-
-def grid_centres(depth: int) -> torch.Tensor:
-    """(R^3, 3) float32 cell centres of the ``R = 2^depth`` grid, x-major (index
-    ``(i * R + j) * R + k``)."""
-    from ..data.sdf import cell_centres
-
-    return torch.from_numpy(cell_centres(1 << depth)).float()
-
-
-def sdf_to_grid(sdf_fn: SdfFn, depth: int) -> torch.Tensor:
-    """Evaluate ``sdf_fn`` at every cell centre: (R, R, R) float32, indexed [x, y, z].
-
-    Args:
-        sdf_fn: callable (N, 3) float32 tensor -> (N,) signed distances.
-        depth: grid depth (R = 2^depth).
-    Raises:
-        ValueError: the SDF returns the wrong shape or non-finite values.
-    """
-    pts = grid_centres(depth)
-    out = []
-    with torch.no_grad():
-        for i in range(0, pts.shape[0], _EVAL_CHUNK):
-            v = torch.as_tensor(sdf_fn(pts[i:i + _EVAL_CHUNK])).float().reshape(-1)
-            if v.numel() != min(_EVAL_CHUNK, pts.shape[0] - i):
-                raise ValueError("sdf_fn must return one value per point")
-            out.append(v)
-    grid = torch.cat(out)
-    if not torch.isfinite(grid).all():
-        raise ValueError("sdf_fn returned NaN or inf")
-    res = 1 << depth
-    return grid.reshape(res, res, res)
 
 
 def grid_values_at(grid_RRR: torch.Tensor, xyz_N3: torch.Tensor) -> torch.Tensor:
@@ -118,7 +82,7 @@ def grid_to_band(grid_RRR: torch.Tensor, depth: int) -> ShapeBand:
 
 def sdf_to_band(sdf_fn: SdfFn, depth: int) -> ShapeBand:
     """Evaluate an SDF on the depth-``depth`` grid and extract its surface band."""
-    return grid_to_band(sdf_to_grid(sdf_fn, depth), depth)
+    return grid_to_band(sdf_grid(sdf_fn, 1 << depth, sampling="centre"), depth)
 
 
 # --------------------------------------------------------------------------- meshes
@@ -139,31 +103,4 @@ def mesh_to_sdf_fn(mesh, resolution: int = 128, seed: int = 0) -> SdfFn:
     Returns:
         callable (N, 3) float tensor -> (N,) float32 tensor.
     """
-    from ..data.sdf import mesh_to_sdf
-
     return mesh_to_sdf(mesh, resolution=resolution, normalize=False, seed=seed)
-
-
-def grid_to_mesh(values_RRR: np.ndarray, depth: int):
-    """Watertight triangle mesh of the zero level set of a centre-sampled grid.
-
-    Args:
-        values_RRR: (R, R, R) float SDF (any positive scale), negative inside,
-            indexed [x, y, z], sampled at the cell centres of depth ``depth``.
-    Returns:
-        ``trimesh.Trimesh`` in [-1, 1]^3 with outward normals (empty when the
-        grid has no sign change).
-    """
-    import trimesh
-    from skimage.measure import marching_cubes
-
-    h = 2.0 / (1 << depth)
-    vol = np.pad(np.asarray(values_RRR, dtype=np.float32), 1, constant_values=float(np.abs(values_RRR).max() + 1.0))
-    if not (vol.min() < 0 < vol.max()):
-        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
-    verts, faces, _, _ = marching_cubes(vol, level=0.0)
-    verts = verts * h + (h / 2 - 1.0 - h)  # undo the one-cell pad
-    mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
-    if mesh.volume < 0:
-        mesh.invert()
-    return mesh

@@ -37,7 +37,8 @@ from diffusers.configuration_utils import register_to_config
 
 from ..octree import OctreeConv, OctreeDownsample, OctreeUpsample, children_keys, keys_to_octree, neighbour_table
 from ..octree.neighbours import child_to_parent
-from .shape_sdf import ShapeBand, grid_to_mesh, sdf_to_band
+from ..data.grid import grid_to_mesh
+from .shape_sdf import ShapeBand, sdf_to_band
 from .tokens import OctreeTokens
 
 PAYLOAD_KIND = "shape_bits"
@@ -450,7 +451,7 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
     def grid_to_mesh(self, grid: np.ndarray, min_part: float = 0.02):
         """Marching cubes of a decoded fine-depth SDF grid (:meth:`tokens_to_grid`),
         minus the connected parts below ``min_part`` of the largest one's area."""
-        return drop_small_parts(grid_to_mesh(grid, self.config.fine_depth), min_part)
+        return drop_small_parts(grid_to_mesh(grid, sampling="centre"), min_part)
 
 
 def shape_to_band(shape, depth: int, margin: float = 0.05, seed: int = 0) -> ShapeBand:

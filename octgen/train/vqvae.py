@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.sdf import normalize_sdf
 from ..tokenize.shape_sdf import ShapeBand, sdf_to_band
 from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
 
@@ -144,24 +145,6 @@ def random_primitive_sdf(gen: torch.Generator):
     return sdf
 
 
-def normalise_sdf(sdf_fn, margin: float = 0.05, probe_depth: int = 5):
-    """Rescale an SDF (uniformly, so it stays a distance) so that its solid's
-    bounding box is centred and its longest side spans [-1 + margin, 1 - margin].
-    Returns None when the solid is empty on the probe grid."""
-    from ..tokenize.shape_sdf import grid_centres
-
-    pts = grid_centres(probe_depth) * 1.2
-    v = sdf_fn(pts)
-    inside = pts[v < 0]
-    if inside.shape[0] < 8:
-        return None
-    h = 2.4 / (1 << probe_depth)
-    lo, hi = inside.min(0).values - h / 2, inside.max(0).values + h / 2
-    centre = (lo + hi) / 2
-    scale = 2 * (1 - margin) / float((hi - lo).max())
-    return lambda p: sdf_fn(p / scale + centre) * scale
-
-
 # --------------------------------------------------------------------------- shards
 
 
@@ -180,7 +163,7 @@ def _source_sdfs(data: str, split: str, n: int, seed: int):
         while made < n:
             gen = torch.Generator().manual_seed(base + i)
             i += 1
-            fn = normalise_sdf(random_primitive_sdf(gen))
+            fn = normalize_sdf(random_primitive_sdf(gen))
             if fn is not None:
                 made += 1
                 yield f"prim-{split}-{base + i - 1}", fn

@@ -1,9 +1,10 @@
-"""Argument types shared by subcommands: each rejects bad values in one line."""
+"""argparse types shared by the ``octgen`` subcommands and the benchmarks' argument
+parsers: each rejects a bad value in one line."""
 from __future__ import annotations
 
 import argparse
 
-from .._limits import MAX_DEPTH
+from ._limits import MAX_DEPTH
 
 
 def int_in_range(lo: int, hi: int):
