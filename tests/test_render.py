@@ -23,4 +23,4 @@ def test_renderer_shades_frames_and_resets():
     assert (small < 250).any(-1).mean() < ink.mean() / 4  # fixed camera: a smaller shape looks smaller
     # lit: the visible faces of the box come out in more than one shade
     shades = {tuple(px) for px in box[ink].reshape(-1, 3)[:: 7]}
-    assert len({round(sum(s) / 30) for s in shades}) >= 3
+    assert len({round(sum(map(int, s)) / 30) for s in shades}) >= 3

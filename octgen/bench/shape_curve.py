@@ -19,7 +19,7 @@ from .curve import curve_loop
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--config", required=True, help="training config of the run (.json)")
     p.add_argument("--every", type=int_in_range(1, 10_000_000), default=500, help="steps between measurements")

@@ -34,7 +34,7 @@ import torch
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="shape pipeline folder (default: checkpoints/shapes-xs)")
     p.add_argument("--per-category", type=int_in_range(1, 1000), default=4, help="source shapes per category")

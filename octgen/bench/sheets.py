@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    from ..cli._args import int_in_range
+    from .._args import int_in_range
 
     p.add_argument("--checkpoint", default=None, help="shape pipeline folder (default: checkpoints/shapes-xs)")
     p.add_argument("--out-dir", required=True, help="folder for contact_sheet.png and sketch_sheet.png")
