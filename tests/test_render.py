@@ -24,3 +24,24 @@ def test_renderer_shades_frames_and_resets():
     # lit: the visible faces of the box come out in more than one shade
     shades = {tuple(px) for px in box[ink].reshape(-1, 3)[:: 7]}
     assert len({round(sum(map(int, s)) / 30) for s in shades}) >= 3
+
+
+def test_shape_sheets_on_an_untrained_pipeline(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from octgen.cli.main import main
+    from octgen.pipeline.shape import make_untrained_shape_pipeline
+
+    ckpt = make_untrained_shape_pipeline(tmp_path / "pipe")
+    out = tmp_path / "sheets"
+    assert main(["bench", "shape-sheets", "--checkpoint", str(ckpt), "--categories", "mug,chair", "--seeds", "2",
+                 "--size", "64", "--out-dir", str(out), "--json", str(tmp_path / "s.json")]) == 0
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert [row["category"] for row in r["rows"]] == ["chair", "mug"]  # the dataset's category order
+    assert all(len(row["largest_part_area"]) == 2 for row in r["rows"])
+    for name in ("contact_sheet.png", "sketch_sheet.png"):
+        w, h = Image.open(out / name).size
+        assert h > 100 and w > 100
+    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "sketch_sheet.png"]  # no temp files left
