@@ -234,6 +234,42 @@ class GeneratorJob(TrainingJob):
                             self.cfg, step, {**self.export_extra, "train_cpu_seconds": cpu_seconds})
 
 
+def _optimisation(cfg: TrainConfig, job: TrainingJob, accelerator, model):
+    """AdamW on the job's trainable parameters, the cosine schedule, EMA and the step
+    counter, prepared by accelerate and registered for ``save_state``."""
+    from diffusers.training_utils import EMAModel
+
+    opt = torch.optim.AdamW(job.trainable(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    counter = _StepCounter()
+    accelerator.register_for_checkpointing(counter)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    return model, opt, sched, ema, counter
+
+
+def _optimiser_step(cfg: TrainConfig, job: TrainingJob, accelerator, model, unwrapped, opt, step: int):
+    """The ``grad_accum`` micro-batches of optimiser step ``step``; returns their
+    losses and the last one's stats."""
+    model.train()
+    losses = []
+    for micro in range(cfg.grad_accum):
+        g = batch_generator(cfg.seed, step, micro, accelerator.process_index)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss, stats = job.loss(model, unwrapped, g, accelerator.device)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    return losses, stats
+
+
 def make_job(cfg: TrainConfig) -> TrainingJob:
     """The job of ``cfg``: the generator of its modality, or another job the modality offers."""
     modality = get_modality(cfg.modality)(cfg)
@@ -259,7 +295,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         is a float32 copy of the trained module with the EMA weights.
     """
     from accelerate.utils import set_seed
-    from diffusers.training_utils import EMAModel
 
     job = make_job(cfg)
     if cfg.num_threads:
@@ -276,15 +311,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         return summary
     model = job.build()
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(job.trainable(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    model, opt, sched = accelerator.prepare(model, opt, sched)
-    counter = _StepCounter()
-    accelerator.register_for_checkpointing(counter)
-    if ema is not None:
-        ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    model, opt, sched, ema, counter = _optimisation(cfg, job, accelerator, model)
     if resume:
         state = _latest_state(ckpt_dir)
         accelerator.load_state(str(state))
@@ -301,18 +328,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     cpu0 = time.process_time() - counter.cpu_seconds  # CPU seconds of this process, carried over resumes
     last_step = min(cfg.max_steps, stop_at or cfg.max_steps)
     while counter.step < last_step:
-        model.train()
-        for micro in range(cfg.grad_accum):
-            g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss, stats = job.loss(model, unwrapped, g, accelerator.device)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            window.append(float(loss.detach()))
+        losses, stats = _optimiser_step(cfg, job, accelerator, model, unwrapped, opt, counter.step)
+        window += losses
         sched.step()
         if ema is not None:
             ema.step(unwrapped.parameters())
