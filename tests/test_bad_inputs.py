@@ -303,7 +303,7 @@ def test_bad_token_files(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def shape_pipe(tmp_path_factory):
     from octgen.modality.shapes import make_untrained_shape_pipeline
-from octgen.pipeline.pipeline import OctGenPipeline
+    from octgen.pipeline.pipeline import OctGenPipeline
 
     return OctGenPipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes"))
 
