@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 import os
 import queue
@@ -285,13 +284,16 @@ def view_molecules(mol_file, index, request: gr.Request = None):
 
 
 def molecule_checkpoints() -> list[str]:
-    """Shipped molecule generators (folders with a pipeline.json of modality 'molecule')."""
+    """Shipped molecule generators (pipeline folders whose tokenizer makes atom tokens)."""
+    from octgen.pipeline.pipeline import read_pipeline_info
+    from octgen.tokenize.molecule import MoleculeTokenizer
+
     found = []
     for p in sorted(CHECKPOINTS.glob("*/pipeline.json")):
         try:
-            if json.loads(p.read_text()).get("modality") == "molecule":
+            if read_pipeline_info(p.parent).get("payload_kind") == MoleculeTokenizer.payload_kind:
                 found.append(p.parent.name)
-        except (OSError, ValueError):
+        except InputError:
             continue
     return found
 
@@ -393,10 +395,11 @@ def _shape_info(folder: Path) -> dict:
     """
     if not (folder / "pipeline.json").is_file():  # checked before importing torch and diffusers
         raise InputError(_no_shape_checkpoint_message(folder))
-    from octgen.pipeline.shape import read_pipeline_info
+    from octgen.pipeline.pipeline import read_pipeline_info
+    from octgen.tokenize.shape_vqvae import ShapeVQVAE
 
     info = read_pipeline_info(folder)
-    if info.get("modality") != "shape":
+    if info.get("payload_kind") != ShapeVQVAE.payload_kind:
         raise InputError(f"{folder} holds a '{info.get('modality')}' checkpoint, not a shape one")
     return info
 
@@ -404,9 +407,9 @@ def _shape_info(folder: Path) -> dict:
 @functools.lru_cache(maxsize=1)
 def _shape_pipeline(folder: str):
     # Loaded on the first click, then kept: loading takes seconds, a call well under one.
-    from octgen.pipeline.shape import ShapePipeline
+    from octgen.pipeline import OctGenPipeline
 
-    return ShapePipeline.from_pretrained(folder)
+    return OctGenPipeline.from_pretrained(folder)
 
 
 def _open_sketch_file(path: str):
@@ -604,7 +607,7 @@ def _shape_tab() -> None:
         return
     from octgen.sampling.scheduler import SamplerConfig
 
-    # What ShapePipeline.from_pretrained puts in pipe.sampler_config, read without loading weights.
+    # What OctGenPipeline.from_pretrained puts in pipe.sampler_config, read without loading weights.
     sampler_info = info.get("sampler", {})
     default_guidance = float(sampler_info.get("guidance_scale", SamplerConfig().guidance_scale))
     default_steps = sampler_info.get("steps", SamplerConfig().steps) or 0

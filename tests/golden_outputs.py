@@ -48,10 +48,10 @@ def molecule_outputs() -> dict:
 
 
 def shape_outputs() -> dict:
-    from octgen.pipeline import ShapePipeline
+    from octgen.pipeline import OctGenPipeline
 
     ckpt = ROOT / "checkpoints" / "shapes-xs"
-    pipe = ShapePipeline.from_pretrained(ckpt)
+    pipe = OctGenPipeline.from_pretrained(ckpt)
     out = {"weights": file_sha(ckpt / "transformer" / "diffusion_pytorch_model.safetensors"), "items": []}
     for i, prompt in enumerate(PROMPTS + [None]):
         [r] = pipe(prompt=prompt, generator=torch.Generator().manual_seed(i))

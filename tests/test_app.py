@@ -113,7 +113,7 @@ def test_generate_tab_rejects_bad_settings(args, match):
 # --------------------------------------------------------------------------- shape generation tab
 @pytest.fixture(scope="module")
 def untrained_shape_dir(tmp_path_factory):
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     return make_untrained_shape_pipeline(tmp_path_factory.mktemp("shape-pipeline"))
 
@@ -203,16 +203,16 @@ def test_shape_tab_randomize_writes_the_seed_back(shape_checkpoint):
 
 
 def test_shape_tab_advanced_settings_reach_the_sampler(shape_checkpoint, monkeypatch):
-    from octgen.pipeline.shape import ShapePipeline
+    from octgen.pipeline.pipeline import OctGenPipeline
 
     seen = []
-    original = ShapePipeline.__call__
+    original = OctGenPipeline.__call__
 
     def spy(self, *args, **kwargs):
         seen.append({k: v for k, v in kwargs.items() if k in ("guidance_scale", "steps", "temperature")})
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ShapePipeline, "__call__", spy)
+    monkeypatch.setattr(OctGenPipeline, "__call__", spy)
     _final("Prompt", "a mug", None, 2, guidance=2.5, steps=3, temperature=0.0)
     _final("Prompt", "a mug", None, 2, guidance=0, steps=0, temperature=1.5)
     _final("Prompt", "a mug", None, 2, guidance=None)  # API callers may leave them out: the checkpoint's

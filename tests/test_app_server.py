@@ -31,7 +31,7 @@ def _rss_kib(pid: int) -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python app.py`` on a free loopback port (GRADIO_SERVER_PORT), its own temp root."""
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     tmp = tmp_path_factory.mktemp("app-server")
     stale = tmp / "octgen-app" / "pid999999999"  # a folder left by a process that no longer runs

@@ -302,9 +302,10 @@ def test_bad_token_files(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def shape_pipe(tmp_path_factory):
-    from octgen.pipeline.shape import ShapePipeline, make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
+    from octgen.pipeline.pipeline import OctGenPipeline
 
-    return ShapePipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes"))
+    return OctGenPipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes"))
 
 
 def test_shape_pipeline_refuses_bad_conditions(shape_pipe, tmp_path):

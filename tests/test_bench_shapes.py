@@ -8,7 +8,7 @@ import pytest
 from octgen.bench import shapes as bench
 from octgen.cli.main import main
 from octgen.errors import InputError
-from octgen.pipeline.shape import make_untrained_shape_pipeline
+from octgen.modality.shapes import make_untrained_shape_pipeline
 
 CATEGORIES = ["chair", "mug"]
 
@@ -83,7 +83,7 @@ class _OraclePipeline:
         self.calls = []
 
     def __call__(self, generator, prompt=None, sketch=None, **overrides):
-        from octgen.pipeline.shape import ShapeResult
+        from octgen.tokenize.shape_vqvae import ShapeResult
 
         source = generator.initial_seed()
         index = self.reference_of.get(source, source) if sketch is None else source
@@ -94,10 +94,10 @@ class _OraclePipeline:
 
 
 def test_perfect_generator_gets_perfect_scores(tmp_path, monkeypatch):
-    from octgen.pipeline.shape import ShapePipeline
+    from octgen.pipeline.pipeline import OctGenPipeline
 
     oracle = _OraclePipeline(CATEGORIES, 2)
-    monkeypatch.setattr(ShapePipeline, "from_pretrained", classmethod(lambda cls, path: oracle))
+    monkeypatch.setattr(OctGenPipeline, "from_pretrained", classmethod(lambda cls, path: oracle))
     out = tmp_path / "oracle.json"
     assert main(["bench", "shapes", "--checkpoint", str(tmp_path), "--per-category", "2", "--categories",
                  ",".join(CATEGORIES), "--iou-res", "64", "--surface-points", "512", "--json", str(out)]) == 0

@@ -90,7 +90,7 @@ def test_molecule_resume_after_sigkill(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def shape_ckpt(tmp_path_factory):
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     return make_untrained_shape_pipeline(tmp_path_factory.mktemp("shape-ckpt"))
 

@@ -21,7 +21,7 @@ TIMING_KEYS = {"encode_condition", "decode", "marching_cubes", "total"} | {f"sam
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     return make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes")
 
@@ -135,9 +135,9 @@ def test_same_seed_same_bytes_and_any_item_alone(ckpt, tmp_path, capsys):
 
 
 def test_empty_meshes_are_listed_and_warned(ckpt, tmp_path, capsys, monkeypatch):
-    from octgen.pipeline.shape import ShapePipeline
+    from octgen.pipeline.pipeline import OctGenPipeline
 
-    real_call = ShapePipeline.__call__
+    real_call = OctGenPipeline.__call__
 
     def no_surface_for_seed_1(self, *a, generator=None, **kw):
         results = real_call(self, *a, generator=generator, **kw)
@@ -145,7 +145,7 @@ def test_empty_meshes_are_listed_and_warned(ckpt, tmp_path, capsys, monkeypatch)
             results[0].mesh = trimesh.Trimesh()
         return results
 
-    monkeypatch.setattr(ShapePipeline, "__call__", no_surface_for_seed_1)
+    monkeypatch.setattr(OctGenPipeline, "__call__", no_surface_for_seed_1)
     out = tmp_path / "gen"
     code, stdout, err = _gen(capsys, ckpt, out, "--num", 3, "--seed", 0, "--format", "obj")
     assert code == 0

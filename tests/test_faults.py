@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from octgen.errors import InputError
 from octgen.export.atomic import atomic_path
-from octgen.pipeline.shape import load_pipeline
+from octgen.pipeline.pipeline import load_pipeline
 from octgen.tokenize.molecule import MoleculeTokenizer
 from octgen.tokenize.shape_vqvae import load_tokenizer
 from octgen.weights import check_safetensors

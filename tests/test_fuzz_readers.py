@@ -153,7 +153,7 @@ def test_molecule_tokenizer_round_trips_or_refuses(mol):
     back = TOK.decode(tokens, restore_frame=True)
     assert len(back) == len(mol)  # never an atom dropped or merged
     assert sorted(back.elements) == sorted(mol.elements)
-    half_diag = TOK.config.bin_size / 2 * np.sqrt(3) + 1e-6
+    half_diag = TOK.settings.bin_size / 2 * np.sqrt(3) + 1e-6
     d = np.linalg.norm(back.positions[:, None] - mol.positions[None], axis=-1).min(axis=1)
     assert d.max() <= half_diag
 

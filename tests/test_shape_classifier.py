@@ -55,3 +55,24 @@ def test_shipped_classifier_on_held_out_shapes():
     # The shipped weights get all 15 categories and 28 of the 29 attributes right.
     assert m["n"] == 15 and m["category_accuracy"] == 1.0
     assert m["attribute_accuracy_given_category"] >= 0.93
+
+
+def test_classifier_trains_through_octgen_train(tmp_path, monkeypatch):
+    """The shapes modality's classifier job in the one training loop: the loss falls
+    and the exported classifier loads with its validation figures."""
+    import json
+
+    from octgen.cli.main import main
+
+    monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "clf.json"
+    cfg.write_text(json.dumps({"output_dir": str(tmp_path / "run"), "modality": "shapes", "job": "classifier",
+                               "data": {"num_train": 6, "num_val": 2}, "model": {"channels": [8, 8]},
+                               "batch_size": 6, "lr": 0.01, "warmup_steps": 1, "max_steps": 30, "ema_decay": 0.0,
+                               "save_every": 30, "log_every": 10, "num_threads": 1}))
+    assert main(["train", str(cfg)]) == 0
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30] and log[-1]["loss"] < 0.5 * log[0]["loss"]
+    model = ShapeClassifier.from_pretrained(tmp_path / "run" / "classifier")
+    metrics = json.loads((tmp_path / "run" / "classifier" / "metrics.json").read_text())
+    assert model.config.channels == [8, 8] and metrics["n"] == 2 and metrics["train_step"] == 30

@@ -3,6 +3,7 @@ save/load, SDF / mesh helpers, metrics, and the shipped tokenizer on a sphere an
 a cube."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -164,23 +165,35 @@ def test_shipped_tokenizer_reconstructs_cube():
 
 
 def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeypatch):
-    """`python -m octgen.train.vqvae` on a few primitives (tiny config), then a
-    decoder-only run from its weights: the codes (code hash, token bits) are
-    unchanged while the decoder moves."""
-    from octgen.train.vqvae import VQVAETrainConfig, train
+    """`octgen train` with the shapes modality's tokenizer job on a few primitives
+    (tiny config), then a decoder-only run from its weights: the codes (code hash,
+    token bits) are unchanged while the decoder moves; resuming a run is exact."""
+    from octgen.cli.main import main
 
     monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))
     model_kw = dict(fine_depth=4, token_depth=2, code_bits=6, channels=[8, 8, 12], enc_blocks=[0, 1, 1],
                     dec_blocks=[0, 1, 1], name="tiny")
-    base = dict(data="primitives", num_train=6, num_val=2, batch_size=2, warmup_steps=1, max_steps=4,
-                log_every=2, eval_every=2, threads=1, minutes=5.0)
-    train(VQVAETrainConfig(out=str(tmp_path / "a"), model=model_kw, **base))
+    base = dict(modality="shapes", job="tokenizer", batch_size=2, warmup_steps=1, max_steps=4, log_every=2,
+                save_every=2, num_threads=1, ema_decay=0.0)
+    data = dict(source="primitives", num_train=6, num_val=2)
+
+    def run(name, extra_args=(), **kw):
+        cfg = tmp_path / f"{name}.json"
+        cfg.write_text(json.dumps({**base, "output_dir": str(tmp_path / name), **kw}))
+        assert main(["train", str(cfg), *extra_args]) == 0
+
+    run("a", model=model_kw, data=data)
     start = ShapeVQVAE.from_pretrained(str(tmp_path / "a" / "last")).float()
-    train(VQVAETrainConfig(out=str(tmp_path / "b"), init=str(tmp_path / "a" / "last"), freeze_encoder=True,
-                           lr=1e-2, **base))
+    assert [json.loads(x)["step"] for x in (tmp_path / "a" / "val_log.jsonl").read_text().splitlines()] == [2, 4]
+    assert (tmp_path / "a" / "best" / "config.json").is_file()
+    run("b", data={**data, "init": str(tmp_path / "a" / "last"), "freeze_encoder": True}, lr=1e-2)
     tuned = ShapeVQVAE.from_pretrained(str(tmp_path / "b" / "last")).float()
     assert tuned.code_hash() == start.code_hash()
     assert not torch.equal(tuned.sdf_head[-1].weight, start.sdf_head[-1].weight)
+    run("c", ["--stop-at", "2"], model=model_kw, data=data)
+    run("c", ["--resume"], model=model_kw, data=data)
+    resumed = ShapeVQVAE.from_pretrained(str(tmp_path / "c" / "last")).float()
+    assert all(torch.equal(x, y) for x, y in zip(resumed.state_dict().values(), start.state_dict().values()))
     a, b = start.encode(sphere(0.5)), tuned.encode(sphere(0.5))
     assert torch.equal(a.payload, b.payload)
 

@@ -99,22 +99,23 @@ def test_tiny_model_overfits_four_sequences_and_regenerates_them(tmp_path):
     assert len(set(got)) >= 2  # not one memorised sample over and over
 
 
-def _config_tokenizer(c: TrainConfig):
-    """(tokenizer, sequence depth, text-state width) that ``train`` would use for ``c``."""
-    if c.dataset == "qm9":
-        from octgen.tokenize.molecule import MoleculeTokenizer
+def _config_model_inputs(c: TrainConfig):
+    """(modality, tokenizer, sequence depth, data-fixed model settings) that ``train``
+    would use for ``c``, without building its data (the text width comes from the
+    text encoder's config instead of the cached text states)."""
+    from octgen.modality import get_modality
 
-        tok = MoleculeTokenizer()
-        return tok, tok.depth, None
+    modality = get_modality(c.modality)(c)
+    tok = modality.tokenizer()
+    if c.modality != "shapes":
+        return modality, tok, tok.depth, {}
     from transformers import AutoConfig
 
     from octgen.condition.text import DEFAULT_TEXT_ENCODER, default_text_encoder_path
-    from octgen.tokenize.shape_vqvae import load_tokenizer
 
-    assert c.shapes["text_encoder"] == DEFAULT_TEXT_ENCODER
-    tok = load_tokenizer(c.shapes["tokenizer"])
+    assert modality.settings["text_encoder"] == DEFAULT_TEXT_ENCODER
     hidden = AutoConfig.from_pretrained(str(default_text_encoder_path()), local_files_only=True).hidden_size
-    return tok, tok.config.token_depth, int(hidden)
+    return modality, tok, tok.depth, {"cond_dim": int(hidden)}
 
 
 def _numel(folder):
@@ -137,15 +138,17 @@ def test_shipped_configs_build_the_shipped_models():
     assert {"qm9-xs", "shapes-xs"} <= {p.stem for p in paths}  # the configs of the shipped checkpoints
     for path in paths:
         c = TrainConfig.from_file(path)
-        tok, depth, cond_dim = _config_tokenizer(c)
+        if c.job != "generator":  # the tokenizer and classifier configs: tests/test_shape_vqvae.py and below
+            continue
+        modality, tok, depth, settings = _config_model_inputs(c)
         with torch.device("meta"):  # no memory for the 170 M-parameter qm9-l
-            model = build_model(c, tok, depth, cond_dim)
+            model = build_model(c, modality, tok, depth, settings)
         n = sum(p.numel() for p in model.parameters())
         shipped = root / "checkpoints" / path.stem
         if not shipped.exists():
             assert c.dataset == "qm9" and n == MODEL_SIZES[c.model_size]["params_qm9"], path.name
             continue
-        transformer = model.transformer if c.dataset == "shapes" else model
+        transformer = modality.transformer_of(model)
         config = OctGenConfig.from_dict(json.loads((shipped / "transformer" / "config.json").read_text()))
         # Same architecture; fields added in later config versions take their defaults.
         assert replace(config, version=0) == replace(transformer.octgen_config, version=0), path.name

@@ -108,7 +108,7 @@ def run(args) -> dict:
     data = load_qm9()
     n = len(data) if args.limit is None else max(1, min(args.limit, len(data)))
     tok = MoleculeTokenizer()
-    cfg = tok.config
+    cfg = tok.settings
     print(f"machine: {machine_summary()}")
     print(f"tokenizer: {tok}; bin {cfg.bin_size:.4f} A, cell diagonal {cfg.cell_size * 3 ** 0.5:.3f} A")
     mols = data.molecules(range(n))

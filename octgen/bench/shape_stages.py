@@ -141,10 +141,9 @@ def run(args) -> dict:
     from ..metrics.shapes import (largest_part_area_fraction, mesh_occupancy_grid, sdf_occupancy_grid,
                                   volumetric_iou)
     from ..model.sequence import tokens_to_nodes
-    from ..pipeline.shape import ShapePipeline
+    from ..pipeline.pipeline import OctGenPipeline
     from ..sampling.sampler import OctreeSampler
     from ..tokenize.shape_sdf import sdf_to_band
-    from ..tokenize.shape_vqvae import PAYLOAD_KIND
     from ..train.shape_data import prepare_shape_data
     from .shapes import WHOLE_OBJECT_AREA, make_items, parse_categories, resolve_checkpoint, split_sources_references
 
@@ -152,7 +151,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     ckpt = resolve_checkpoint(args.checkpoint)
-    pipe = ShapePipeline.from_pretrained(ckpt)
+    pipe = OctGenPipeline.from_pretrained(ckpt)
     model, tok = pipe.transformer, pipe.tokenizer
     D = model.depth
     cfg = tok.config
@@ -176,7 +175,7 @@ def run(args) -> dict:
     sampler = OctreeSampler(model, pipe.sampler_config)
     for n, (item, true_tokens, seq, cat) in enumerate(sources, 1):
         s = item.sample
-        cond = pipe.condition(prompts=[item.prompt])
+        cond, _ = pipe.condition(1, prompt=item.prompt)
         near = train[base.nearest_shape(pipe.text_encoder.embed([item.prompt])[0])]
         for r in teacher_forced(model, seq, cond):
             d = r["level"]
@@ -193,9 +192,9 @@ def run(args) -> dict:
                     bits["frequent"].append(np.mean([a == b for a, b in zip(f, t)]) if f else 0.0)
                     bits["nearest"].append(np.mean([a == b for a, b in zip(nv, t)]) if nv else 0.0)
         g = torch.Generator().manual_seed(args.seed + s.index)
-        [b_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=PAYLOAD_KIND,
+        [b_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=tok.payload_kind,
                                     given=[true_tokens], given_levels=D)
-        [d_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=PAYLOAD_KIND)
+        [d_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=tok.payload_kind)
         decoded = {"a_true_tokens": true_tokens, "b_true_structure_sampled_codes": b_tokens,
                    "c_sampled_structure_nearest_true_codes": nearest_codes(d_tokens, seq), "d_all_sampled": d_tokens}
         ref = sdf_occupancy_grid(s.sdf, args.iou_res)

@@ -357,7 +357,7 @@ def run(args) -> dict:
 
     from ..errors import InputError
     from ..metrics.shape_classifier import ShapeClassifier
-    from ..pipeline.shape import ShapePipeline
+    from ..pipeline.pipeline import OctGenPipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -369,7 +369,7 @@ def run(args) -> dict:
     overrides = sampler_overrides(args)
 
     t0 = time.perf_counter()
-    pipe = ShapePipeline.from_pretrained(ckpt)
+    pipe = OctGenPipeline.from_pretrained(ckpt)
     classifier = load_checked(ShapeClassifier, clf_dir, DIFFUSERS_WEIGHTS_NAME, "shape classifier").eval()
     load_s = time.perf_counter() - t0
     machine = machine_info()

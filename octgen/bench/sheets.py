@@ -70,7 +70,7 @@ def run(args) -> dict:
     from ..data.sketches import render_sketch
     from ..export.render import MeshRenderer
     from ..metrics.shapes import largest_part_area_fraction
-    from ..pipeline.shape import ShapePipeline
+    from ..pipeline.pipeline import OctGenPipeline
     from .shapes import (SKETCH_SEED_OFFSET, make_items, parse_categories, reference_meshes, resolve_checkpoint,
                          split_sources_references)
 
@@ -80,7 +80,7 @@ def run(args) -> dict:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = resolve_checkpoint(args.checkpoint)
-    pipe = ShapePipeline.from_pretrained(ckpt)
+    pipe = OctGenPipeline.from_pretrained(ckpt)
     depth = pipe.tokenizer.config.fine_depth
     categories = parse_categories(args.categories)
     ds, picked = split_sources_references(categories, 1, 0, "test")

@@ -60,7 +60,7 @@ def run_molecule(args, tokens) -> int:
     meta = tokens.meta
     settings = {k: meta[k] for k in ("elements", "cell_size", "offset_bins") if k in meta}
     try:
-        tokenizer = MoleculeTokenizer(MoleculeTokenizerConfig(depth=tokens.depth, **settings))
+        tokenizer = MoleculeTokenizer.from_settings(MoleculeTokenizerConfig(depth=tokens.depth, **settings))
         molecule = tokenizer.decode(tokens, restore_frame=True)
     except InputError as e:
         raise InputError(f"{args.input}: {e}") from None

@@ -166,6 +166,42 @@ def add_parser(sub) -> None:
                    help="molecules sampled together (default 500); batch b uses seed S + b")
     _add_resume(m)
     m.set_defaults(func=run_molecule)
+    a = gsub.add_parser("sample", help="sample any pipeline folder (its modality writes the files)",
+                        description="Sample unconditionally from a pipeline folder of any modality: the "
+                                    "modality named in its pipeline.json writes the outputs into DIR and "
+                                    "DIR/metrics.json gets its evaluation of them.")
+    a.add_argument("--checkpoint", metavar="DIR", required=True, help="pipeline folder")
+    a.add_argument("--num", type=int_in_range(1, 100_000), default=4, help="number of samples (default 4)")
+    a.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=0, help="random seed (default 0)")
+    a.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    a.add_argument("--steps", type=int_in_range(0, 100_000), default=None,
+                   help="unmasking steps per octree level (default: the checkpoint's; 0 = one token per step)")
+    a.set_defaults(func=run_sample)
+
+
+def run_sample(args) -> int:
+    """Generate ``--num`` samples with one generator seeded ``--seed``; the files come
+    from the checkpoint's modality (:meth:`octgen.modality.Modality.write_outputs`)."""
+    import torch
+
+    from ..export.atomic import atomic_path
+    from ..modality import get_modality
+    from ..pipeline.pipeline import OctGenPipeline, read_pipeline_info
+
+    out = Path(args.out)
+    _check_out_dir(out)
+    modality = get_modality(read_pipeline_info(args.checkpoint).get("modality"))
+    pipe = OctGenPipeline.from_pretrained(args.checkpoint)
+    overrides = {} if args.steps is None else {"steps": None if args.steps == 0 else args.steps}
+    outputs = pipe(args.num, generator=torch.Generator().manual_seed(args.seed), **overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    files = modality.write_outputs(outputs, out)
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"checkpoint": str(args.checkpoint), "num": args.num, "seed": args.seed,
+                                   "modality": modality.name, "files": files,
+                                   "metrics": modality.evaluate(outputs)}, indent=2) + "\n")
+    print(f"wrote {len(files)} file(s) and {out / 'metrics.json'}")
+    return 0
 
 
 def run_molecule(args) -> int:
@@ -182,7 +218,7 @@ def run_molecule(args) -> int:
     from ..errors import InputError
     from ..export.atomic import atomic_path
     from ..metrics.molecules import evaluate_molecule
-    from ..pipeline.pipeline import OctGenPipeline
+    from ..tokenize.molecule import MoleculeTokenizer
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -190,7 +226,7 @@ def run_molecule(args) -> int:
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if args.seed + (args.num - 1) // args.batch_size > MAX_SEED:
         raise InputError(f"--seed {args.seed}: the batches would use seeds above the largest seed {MAX_SEED}")
-    pipe = OctGenPipeline.from_pretrained(ckpt)
+    pipe = _load_pipeline_of_kind(ckpt, MoleculeTokenizer.payload_kind, "molecule")
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = None if args.steps == 0 else args.steps
@@ -368,17 +404,29 @@ def _sketch_tensor(path: Path, size: int):
         raise InputError(f"{path}: {e}") from None
 
 
+def _load_pipeline_of_kind(folder: Path, payload_kind: str, what: str):
+    """The pipeline in ``folder`` when its tokenizer makes ``payload_kind`` tokens
+    (checked before any weights are read)."""
+    from ..errors import InputError
+    from ..pipeline.pipeline import OctGenPipeline, read_pipeline_info
+
+    info = read_pipeline_info(folder)
+    if info.get("payload_kind") != payload_kind:
+        raise InputError(f"{folder}: a '{info.get('modality')}' checkpoint, not a {what} one")
+    return OctGenPipeline.from_pretrained(folder)
+
+
 def _load_shape_pipeline(checkpoint: str | None):
     from ..errors import InputError
-    from ..pipeline.shape import ShapePipeline
+    from ..tokenize.shape_vqvae import ShapeVQVAE
 
     if checkpoint is None:
         ckpt = default_shape_checkpoint()
         if not (ckpt / "pipeline.json").is_file():
             raise InputError(f"the shipped shape checkpoint {DEFAULT_SHAPE_CHECKPOINT} is not in this install; "
                              f"pass --checkpoint DIR (a shape pipeline folder)")
-        return ShapePipeline.from_pretrained(ckpt)
-    return ShapePipeline.from_pretrained(Path(checkpoint))
+        return _load_pipeline_of_kind(ckpt, ShapeVQVAE.payload_kind, "shape")
+    return _load_pipeline_of_kind(Path(checkpoint), ShapeVQVAE.payload_kind, "shape")
 
 
 def _shape_conditions(args) -> tuple[list[str] | None, list[Path] | None]:

@@ -138,7 +138,7 @@ def molecule_tokenizer_from_args(args):
     if not 0.01 <= args.cell_size <= 10:
         raise InputError(f"--cell-size must be in [0.01, 10] Angstrom, got {args.cell_size}")
     bins = max(1, round(args.cell_size / 0.01))  # keep the offset bins at about 0.01 Angstrom
-    return MoleculeTokenizer(MoleculeTokenizerConfig(elements=elements, cell_size=args.cell_size, depth=args.depth,
+    return MoleculeTokenizer.from_settings(MoleculeTokenizerConfig(elements=elements, cell_size=args.cell_size, depth=args.depth,
                                                      offset_bins=bins))
 
 

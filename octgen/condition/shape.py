@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..model.transformer import Condition
 from ..weights import check_config_json, check_model_folder
-from .sketch import SketchEncoder, SketchEncoderConfig
+from .sketch import SketchEncoder, SketchEncoderConfig, preprocess_sketch
 
 PREFIX_TOKENS = 32
 CONFIG_NAME = "config.json"
@@ -40,6 +41,20 @@ def pad_tokens(states_BTH: torch.Tensor, mask_BT: torch.Tensor, length: int) -> 
     pad = length - T
     return (torch.cat([states_BTH, states_BTH.new_zeros(B, pad, H)], 1),
             torch.cat([mask_BT, mask_BT.new_zeros(B, pad)], 1))
+
+
+def shape_condition(conditioner, kind_B: torch.Tensor, states_BPH: torch.Tensor, mask_BP: torch.Tensor,
+                    sketches_B1SS: torch.Tensor | None) -> Condition:
+    """The :class:`Condition` of a mixed batch: caption states on text rows, the
+    sketch encoder's tokens on sketch rows, the dropped condition on the rest."""
+    embeds, emask = conditioner.text(states_BPH, mask_BP)
+    sk = kind_B == KIND_SKETCH
+    if sk.any():
+        e_s, m_s = conditioner.sketch(sketches_B1SS[sk])
+        embeds, emask = embeds.clone(), emask.clone()
+        embeds[sk] = e_s.to(embeds.dtype)
+        emask[sk] = m_s
+    return Condition(embeds=embeds, embeds_mask=emask, drop_B=kind_B == KIND_NONE)
 
 
 class ShapeConditioner(nn.Module):
@@ -76,6 +91,45 @@ class ShapeConditioner(nn.Module):
         e = self.sketch_encoder(sketch_B1SS.float())
         return pad_tokens(e, torch.ones(e.shape[:2], dtype=torch.bool, device=e.device), self.prefix_tokens)
 
+    @torch.no_grad()
+    def condition(self, num: int, text_encoder=None, prompt=None, sketch=None,
+                  prompts: list[str] | None = None, sketches: list | None = None) -> tuple[Condition, bool]:
+        """The condition of a generation call (the pipeline's conditioner hook).
+
+        Args:
+            num: shapes per prompt / sketch, or unconditional shapes.
+            text_encoder: zero-argument callable giving the frozen text encoder
+                (called only when there are prompts).
+            prompt: one prompt (``num`` rows of it) or a list (one row each).
+            sketch: one sketch (``num`` rows of it) or a list (one row each): paths,
+                PIL images, arrays, sketchpad dicts (see
+                :func:`~octgen.condition.sketch.preprocess_sketch`) or preprocessed
+                ``(1, S, S)`` tensors.
+            prompts, sketches: lists, one row each (same as a list ``prompt`` / ``sketch``).
+        Returns:
+            ``(condition, conditional)``: one row per shape; ``conditional`` is False
+            when there is neither prompt nor sketch (every row dropped).
+        """
+        if prompt is not None:
+            prompts = [prompt] * num if isinstance(prompt, str) else list(prompt)
+        if sketch is not None:
+            sketches = list(sketch) if isinstance(sketch, (list, tuple)) else [sketch] * num
+        if prompts is not None and sketches is not None:
+            raise InputError("give a prompt or a sketch, not both")
+        if prompts is not None:
+            states, mask = text_encoder()(list(prompts))
+            kind = torch.full((len(prompts),), KIND_TEXT)
+            sk = torch.zeros(len(prompts), 1, 1, 1)
+        elif sketches is not None:
+            sk = torch.stack([s if isinstance(s, torch.Tensor) else preprocess_sketch(s, self.sketch_config.image_size)
+                              for s in sketches])
+            kind = torch.full((len(sketches),), KIND_SKETCH)
+            states, mask = torch.zeros(len(sketches), 1, self.hidden), torch.zeros(len(sketches), 1, dtype=torch.bool)
+        else:
+            kind = torch.full((int(num),), KIND_NONE)
+            states, mask, sk = torch.zeros(int(num), 1, self.hidden), torch.zeros(int(num), 1, dtype=torch.bool), None
+        return shape_condition(self, kind, states, mask, sk), prompts is not None or sketches is not None
+
     def config_dict(self) -> dict:
         return {"hidden": self.hidden, "prefix_tokens": self.prefix_tokens,
                 "sketch": {"image_size": self.sketch_config.image_size,
@@ -107,3 +161,5 @@ class ShapeConditioner(nn.Module):
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise InputError(f"{directory}: not a loadable shape conditioner ({type(e).__name__})") from None
         return model.eval()
+
+    load = from_pretrained  # the name OctGenPipeline loads conditioners (and tokenizers) by

@@ -1,17 +1,13 @@
-"""Pipelines chaining condition encoder, sampler and tokenizer decode.
+"""The pipeline: condition encoder -> sampler -> tokenizer decode, one class for
+every modality (:class:`OctGenPipeline`, in :mod:`octgen.pipeline.pipeline`).
+``load_pipeline(dir)`` is ``OctGenPipeline.from_pretrained(dir)``. Imported lazily
+so ``import octgen.pipeline`` stays light."""
 
-``OctGenPipeline`` (molecules) lives in :mod:`octgen.pipeline.pipeline`,
-``ShapePipeline`` (meshes from prompts / sketches) in :mod:`octgen.pipeline.shape`;
-``load_pipeline(dir)`` picks by the checkpoint's modality. They are imported lazily
-so ``import octgen.pipeline`` stays light.
-"""
+_EXPORTS = ("OctGenPipeline", "save_pipeline", "load_pipeline", "read_pipeline_info")
 
 
 def __getattr__(name):
-    if name in ("OctGenPipeline", "save_pipeline"):
+    if name in _EXPORTS:
         from . import pipeline
         return getattr(pipeline, name)
-    if name in ("ShapePipeline", "save_shape_pipeline", "load_pipeline", "ShapeResult"):
-        from . import shape
-        return getattr(shape, name)
     raise AttributeError(name)

@@ -96,7 +96,7 @@ class OctreeSampler:
 
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
-               payload_kind: str = "atoms", return_stats: bool = False, callback=None,
+               payload_kind: str = "none", return_stats: bool = False, callback=None,
                given: list[OctreeTokens] | None = None, given_levels: int = 0):
         """Sample ``batch_size`` token sequences.
 
@@ -104,7 +104,7 @@ class OctreeSampler:
             batch_size: B.
             generator: a torch.Generator on the model's device; drives every choice.
             cond: the condition of each row (class labels / embeddings), or None.
-            payload_kind: written into the returned tokens.
+            payload_kind: written into the returned tokens (the tokenizer's; "none" by default).
             return_stats: also return {"forwards": model calls, "steps": per level,
                 "level_seconds": wall-clock seconds per level}.
             callback: optional ``callback(level, structure_B)`` called after each

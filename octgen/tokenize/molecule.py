@@ -39,6 +39,7 @@ import torch
 from ..errors import InputError
 from ..octree import MAX_DEPTH, keys_to_octree, xyz_to_key
 from ..weights import check_config_json
+from .base import OctreeTokenizer
 from .tokens import OctreeTokens
 
 CONFIG_NAME = "config.json"
@@ -107,28 +108,43 @@ def random_rotation(generator: torch.Generator | None = None) -> np.ndarray:
     return q.numpy()
 
 
-class MoleculeTokenizer:
-    """Atoms <-> octree tokens with ``payload_kind="atoms"`` (no learned weights).
+class MoleculeTokenizer(OctreeTokenizer):
+    """Atoms <-> octree tokens with ``payload_kind="atoms"``: a tokenizer with a
+    config and no learned weights (``save_pretrained`` writes ``config.json`` only).
+
+    Args: the fields of :class:`MoleculeTokenizerConfig` (validated there).
 
     Attributes:
-        config: the :class:`MoleculeTokenizerConfig`.
+        settings: the validated :class:`MoleculeTokenizerConfig` (``config`` is the
+            diffusers ``ConfigMixin`` view of the same values).
         depth: octree depth D (structure tokens at depths 0..D-1, atoms at D).
         payload_vocab_sizes: ``[n_elements, offset_bins, offset_bins, offset_bins]``,
             the number of classes of each payload column.
     """
 
-    def __init__(self, config: MoleculeTokenizerConfig | None = None, **kwargs):
-        self.config = config if config is not None else MoleculeTokenizerConfig(**kwargs)
-        self._index = {e: i for i, e in enumerate(self.config.elements)}
+    payload_kind = "atoms"
+
+    def __init__(self, elements: tuple[str, ...] = QM9_ELEMENTS, cell_size: float = 0.24, depth: int = 6,
+                 offset_bins: int = 24, version: int = CONFIG_VERSION):
+        super().__init__()
+        self.settings = MoleculeTokenizerConfig(elements, cell_size, depth, offset_bins, version)
+        cfg = asdict(self.settings)
+        cfg["elements"] = list(cfg["elements"])
+        self.register_to_config(**cfg)
+        self._index = {e: i for i, e in enumerate(self.settings.elements)}
+
+    @classmethod
+    def from_settings(cls, settings: MoleculeTokenizerConfig) -> "MoleculeTokenizer":
+        return cls(**asdict(settings))
 
     @property
     def depth(self) -> int:
-        return self.config.depth
+        return self.settings.depth
 
     @property
     def payload_vocab_sizes(self) -> list[int]:
-        nb = self.config.offset_bins
-        return [len(self.config.elements), nb, nb, nb]
+        nb = self.settings.offset_bins
+        return [len(self.settings.elements), nb, nb, nb]
 
     # ------------------------------------------------------------------ encode
     def molecule_to_box(self, molecule, rotation=None, generator: torch.Generator | None = None):
@@ -164,7 +180,7 @@ class MoleculeTokenizer:
         Raises:
             InputError: an atom outside the box.
         """
-        cfg = self.config
+        cfg = self.settings
         n_fine = (1 << cfg.depth) * cfg.offset_bins
         q = np.floor((x_box + cfg.half_box) / cfg.bin_size).astype(np.int64)
         outside = (q < 0) | (q >= n_fine)
@@ -177,7 +193,7 @@ class MoleculeTokenizer:
     def encode_with_order(self, molecule, rotation=None, generator: torch.Generator | None = None):
         """Like :meth:`encode`, also returning ``order``: (N,) int64, the input atom
         index of each leaf (payload row) in z-order."""
-        cfg = self.config
+        cfg = self.settings
         name = molecule.name
         if len(molecule) == 0:
             raise InputError(f"molecule '{name}' has no atoms")
@@ -237,7 +253,7 @@ class MoleculeTokenizer:
         """
         from ..data.molecules import Molecule
 
-        cfg = self.config
+        cfg = self.settings
         name = str(tokens.meta.get("name", ""))
         if tokens.payload_kind != "atoms":
             raise InputError(f"tokens '{name}' carry a '{tokens.payload_kind}' payload, not atoms")
@@ -264,20 +280,20 @@ class MoleculeTokenizer:
         return Molecule(elements, x_box, name)
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, **_) -> Path:
         """Write ``config.json`` (the whole tokenizer: it has no weights) atomically."""
         from ..export.atomic import atomic_path
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.config)
+        cfg = asdict(self.settings)
         cfg["elements"] = list(cfg["elements"])
         with atomic_path(directory / CONFIG_NAME) as tmp:
             tmp.write_text(json.dumps({"_class_name": type(self).__name__, **cfg}, indent=2) + "\n")
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "MoleculeTokenizer":
+    def from_pretrained(cls, directory: str | os.PathLike, **_) -> "MoleculeTokenizer":
         """Rebuild the tokenizer from a folder written by :meth:`save_pretrained`."""
         path = Path(directory)
         path = path / CONFIG_NAME if path.is_dir() else path
@@ -286,14 +302,16 @@ class MoleculeTokenizer:
             raise InputError(f"{path}: config is for '{data.get('_class_name')}', not {cls.__name__}")
         known = {f.name for f in fields(MoleculeTokenizerConfig)}
         try:
-            return cls(MoleculeTokenizerConfig(**{k: v for k, v in data.items() if k in known}))
+            return cls(**{k: v for k, v in data.items() if k in known})
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
         except (TypeError, ValueError) as e:
             raise InputError(f"{path}: corrupt molecule tokenizer config ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'})") from None
 
+    load = from_pretrained
+
     def __repr__(self) -> str:
-        c = self.config
+        c = self.settings
         return (f"MoleculeTokenizer(elements={list(c.elements)}, cell_size={c.cell_size}, depth={c.depth}, "
                 f"offset_bins={c.offset_bins}, box=±{c.half_box:.2f} A)")

@@ -25,19 +25,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ..octree import OctreeConv, OctreeDownsample, OctreeUpsample, children_keys, keys_to_octree, neighbour_table
 from ..octree.neighbours import child_to_parent
 from ..data.grid import grid_to_mesh
+from .base import OctreeTokenizer
 from .shape_sdf import ShapeBand, sdf_to_band
 from .tokens import OctreeTokens
 
@@ -143,8 +144,28 @@ def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- model
 
 
-class ShapeVQVAE(ModelMixin, ConfigMixin):
-    """Octree VQ-VAE shape tokenizer (see the module docstring).
+@dataclass
+class ShapeResult:
+    """One generated shape (what a shape pipeline returns per sample).
+
+    Attributes:
+        mesh: watertight ``trimesh.Trimesh`` in [-1, 1]^3 (empty when the decoded
+            field has no surface).
+        tokens: the sampled :class:`~octgen.tokenize.tokens.OctreeTokens`.
+        timings: seconds per stage: ``encode_condition``, ``sample_level_<d>``,
+            ``decode``, ``marching_cubes``, ``total`` (batch stages are shared
+            equally by the batch's shapes).
+    """
+
+    mesh: object
+    tokens: object
+    timings: dict = field(default_factory=dict)
+
+
+class ShapeVQVAE(OctreeTokenizer):
+    """Octree VQ-VAE shape tokenizer (see the module docstring), an
+    :class:`~octgen.tokenize.base.OctreeTokenizer`: ``depth`` is the token depth T,
+    ``payload_vocab_sizes`` is ``[2] * code_bits``, ``payload_kind`` "shape_bits".
 
     Args:
         fine_depth: D, depth of the surface band the encoder reads and the SDF grid
@@ -161,7 +182,7 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
         name: tokenizer name written into token files.
     """
 
-    config_name = "config.json"
+    payload_kind = PAYLOAD_KIND
 
     @register_to_config
     def __init__(self, fine_depth: int = 6, token_depth: int = 4, code_bits: int = 16, in_features: int = 7,
@@ -303,6 +324,14 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
                 "bit_balance": (bit_usage - 0.5).abs().max(), **qloss}
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def depth(self) -> int:
+        return self.config.token_depth
+
+    @property
+    def payload_vocab_sizes(self) -> list[int]:
+        return [2] * self.config.code_bits
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules that decide the codes (frozen when only the decoder is tuned)."""
@@ -448,6 +477,18 @@ class ShapeVQVAE(ModelMixin, ConfigMixin):
         dropped (stray sign errors far from the surface make such specks)."""
         return self.grid_to_mesh(self.tokens_to_grid(tokens, threshold, clamp_off_band, fill), min_part)
 
+    def decode_sample(self, tokens: OctreeTokens, timings: dict) -> ShapeResult:
+        """:meth:`decode` with its two stages timed: a :class:`ShapeResult` whose
+        timings are ``timings`` plus ``decode``, ``marching_cubes`` and ``total``."""
+        t0 = time.perf_counter()
+        grid = self.tokens_to_grid(tokens)
+        t1 = time.perf_counter()
+        mesh = self.grid_to_mesh(grid)
+        t2 = time.perf_counter()
+        timings = {**timings, "decode": t1 - t0, "marching_cubes": t2 - t1}
+        timings["total"] = sum(timings.values())
+        return ShapeResult(mesh, tokens, timings)
+
     def grid_to_mesh(self, grid: np.ndarray, min_part: float = 0.02):
         """Marching cubes of a decoded fine-depth SDF grid (:meth:`tokens_to_grid`),
         minus the connected parts below ``min_part`` of the largest one's area."""
@@ -492,10 +533,7 @@ def resolve_tokenizer_dir(name_or_path: str) -> "Path":
 def load_tokenizer(name_or_path: str) -> ShapeVQVAE:
     """Load a saved shape tokenizer in eval mode, weights in float32 (see
     :func:`resolve_tokenizer_dir`)."""
-    from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
-
-    path = resolve_tokenizer_dir(name_or_path)
-    return load_checked(ShapeVQVAE, path, DIFFUSERS_WEIGHTS_NAME, "shape tokenizer").float().eval()
+    return ShapeVQVAE.load(resolve_tokenizer_dir(name_or_path))
 
 
 def drop_small_parts(mesh, min_part: float):

@@ -10,6 +10,9 @@ payload row means is named by ``payload_kind``:
 - ``"shape_bits"``: K binary VQ-VAE code bits per leaf (0/1).
 - ``"atoms"``: element index and sub-cell offset bins per leaf atom.
 
+Other kinds are registered by their tokenizer class
+(:class:`~octgen.tokenize.base.OctreeTokenizer` subclasses register theirs).
+
 Token files are ``.npz`` archives written atomically, with a format version.
 """
 from __future__ import annotations
@@ -29,7 +32,15 @@ from ..export.atomic import atomic_path
 from ..octree import MAX_DEPTH, Octree, octree_to_tokens, tokens_to_octree
 
 FORMAT_VERSION = 1
-PAYLOAD_KINDS = ("none", "shape_bits", "atoms")
+PAYLOAD_KINDS = ["none", "shape_bits", "atoms"]  # grows with register_payload_kind
+
+
+def register_payload_kind(kind: str) -> None:
+    """Accept ``kind`` in token files (a tokenizer class calls this for its own)."""
+    if not isinstance(kind, str) or not kind.replace("_", "").isalnum():
+        raise ValueError(f"a payload kind is a name of letters, digits and '_', got {kind!r}")
+    if kind not in PAYLOAD_KINDS:
+        PAYLOAD_KINDS.append(kind)
 
 
 @dataclass

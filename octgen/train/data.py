@@ -1,26 +1,13 @@
-"""Training data sources: turn a dataset into token shards once (see :mod:`.shards`)."""
+"""Token sources the modalities write into shards (see :mod:`.shards`): the QM9
+training split and random octrees."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
 from ..octree import build_octree
 from ..tokenize.tokens import OctreeTokens
-from .config import TrainConfig
-from .shards import ShardDataset, read_index, write_shards
-
-
-def default_shard_dir(cfg: TrainConfig) -> Path:
-    from ..data.qm9 import cache_dir
-
-    if cfg.shard_dir:
-        return Path(cfg.shard_dir)
-    if cfg.dataset == "synthetic":
-        return Path(cfg.output_dir) / "shards"
-    limit = f"-n{cfg.max_train_sequences}" if cfg.max_train_sequences else ""
-    return cache_dir() / "shards" / f"{cfg.dataset}-train-r{cfg.rotations}-s{cfg.seed}{limit}"
 
 
 def synthetic_tokens(num: int, points: int, depth: int, payload_vocab_sizes, seed: int) -> list[OctreeTokens]:
@@ -54,20 +41,3 @@ def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progr
             yield tokenizer.encode(mol, rotation="random" if rotations else None, generator=g)
             if progress and (j + 1) % 20000 == 0:
                 print(f"tokenized copy {c + 1}/{copies}: {j + 1}/{len(idx)} molecules", file=sys.stderr)
-
-
-def prepare_dataset(cfg: TrainConfig, tokenizer=None) -> ShardDataset:
-    """The shard dataset of ``cfg``, preprocessing it first if it is not on disk."""
-    shard_dir = default_shard_dir(cfg)
-    if read_index(shard_dir) is None:
-        if cfg.dataset == "synthetic":
-            s = cfg.synthetic
-            tokens = synthetic_tokens(int(s["num"]), int(s["points"]), int(s["depth"]),
-                                      list(s["payload_vocab_sizes"]), cfg.seed)
-            write_shards(tokens, shard_dir, extra_index={"source": "synthetic", **s})
-        else:
-            print(f"preprocessing QM9 train tokens into {shard_dir} (once) ...", file=sys.stderr)
-            write_shards(qm9_train_tokens(tokenizer, cfg.rotations, cfg.seed, cfg.max_train_sequences),
-                         shard_dir, extra_index={"source": "qm9-train", "rotations": cfg.rotations,
-                                                 "seed": cfg.seed, "limit": cfg.max_train_sequences})
-    return ShardDataset(shard_dir)

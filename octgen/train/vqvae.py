@@ -1,9 +1,10 @@
-"""Train the shape VQ-VAE tokenizer with ``accelerate``.
+"""The shape VQ-VAE tokenizer's training job (``"job": "tokenizer"`` of the shapes
+modality), run by the one training loop (:func:`octgen.train.trainer.train`).
 
 Data: shapes given as signed distance functions are preprocessed once into
 surface bands (:class:`octgen.tokenize.shape_sdf.ShapeBand`) and stored in
-shards under ``$OCTGEN_CACHE/vqvae/<data>-<fine depth>-<split>-<n>-<seed>/``; a
-training step only runs the network. Two sources:
+shards under ``$OCTGEN_CACHE/vqvae/<source>-d<fine depth>-<split>-<n>-s<seed>.pt``;
+a training step only runs the network. Sources (setting ``source``):
 
 - ``primitives``: random unions / smooth unions / differences of 1-6 spheres,
   boxes, rounded boxes, cylinders, tori and capsules under random rigid motions,
@@ -11,50 +12,33 @@ training step only runs the network. Two sources:
 - ``shapes``: the procedural everyday-object set :mod:`octgen.data.shapes`;
 - ``mix``: both, half each.
 
-Run (CPU, one thread; the same code runs on GPU with bf16)::
+Run (CPU, one thread; the same config trains on GPU with bf16)::
 
-    python -m octgen.train.vqvae --out runs/shape-vqvae --minutes 70
+    octgen train configs/shape-vqvae.json            # "modality": "shapes", "job": "tokenizer"
+    octgen train configs/shape-vqvae.json --resume
 
-``--resume`` continues from ``<out>/state`` (accelerate ``save_state``). The best
-weights by validation loss are written with ``save_pretrained`` to ``<out>/best``.
+At every saved state the weights are written with ``save_pretrained`` to
+``<output_dir>/last`` and, when the validation loss is the best so far, to
+``<output_dir>/best`` (the best is remembered in ``<output_dir>/best.json``, so
+resuming keeps it); validation losses go to ``<output_dir>/val_log.jsonl``.
 """
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..data.sdf import normalize_sdf
+from ..errors import InputError
+from ..export.atomic import atomic_path
 from ..tokenize.shape_sdf import ShapeBand, sdf_to_band
-from ..weights import DIFFUSERS_WEIGHTS_NAME, load_checked
-
-
-@dataclass
-class VQVAETrainConfig:
-    """Everything a training run needs; saved as ``train_config.json`` beside the run."""
-
-    out: str = "runs/shape-vqvae"
-    data: str = "mix"  # primitives | shapes | mix
-    num_train: int = 2400
-    num_val: int = 48
-    batch_size: int = 4
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    max_steps: int = 100_000
-    minutes: float = 70.0
-    log_every: int = 25
-    eval_every: int = 250
-    seed: int = 0
-    threads: int = 1
-    model: dict = field(default_factory=dict)  # ShapeVQVAE keyword arguments
-    init: str = ""  # start from these saved weights (a tokenizer folder) instead of random ones
-    freeze_encoder: bool = False  # tune the decoder only: the codes (and token files) stay valid
+from ..tokenize.shape_vqvae import ShapeVQVAE
+from ..weights import check_config_json
+from .job import TrainingJob
 
 
 # --------------------------------------------------------------------------- random primitive SDFs
@@ -200,119 +184,74 @@ def build_bands(data: str, split: str, n: int, depth: int, seed: int = 0, log=pr
         rows.append({"keys": b.keys, "features": b.features.half(), "fine_sdf": b.fine_sdf.half()})
         if len(rows) % 200 == 0:
             log(f"preprocessed {len(rows)}/{n} {data}/{split} shapes ({time.time() - t0:.0f} s)")
-    from ..export.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save(rows, tmp)
     return [ShapeBand(depth, r["keys"], r["features"].float(), r["fine_sdf"].float()) for r in rows]
 
 
-# --------------------------------------------------------------------------- training loop
+# --------------------------------------------------------------------------- the job
 
 
-def _lr_at(step: int, cfg: VQVAETrainConfig, total: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+class ShapeVQVAEJob(TrainingJob):
+    """Train :class:`~octgen.tokenize.shape_vqvae.ShapeVQVAE` (config ``model``: its
+    keyword arguments).
 
+    Settings (config ``data``): ``source`` (primitives | shapes | mix),
+    ``num_train`` / ``num_val`` shapes, ``init`` (start from the weights of this
+    saved tokenizer folder instead of random ones), ``freeze_encoder`` (tune the
+    decoder only: the codes, and token files made with ``init``'s encoder, stay valid).
+    """
 
-def train(cfg: VQVAETrainConfig, resume: bool = False) -> dict:
-    """Train; returns the final metrics dict (also written to ``<out>/train_log.jsonl``)."""
-    from accelerate import Accelerator
+    defaults = {"source": "mix", "num_train": 2400, "num_val": 48, "init": "", "freeze_encoder": False}
 
-    from ..tokenize.shape_vqvae import ShapeVQVAE
+    def prepare(self) -> dict:
+        s, depth = self.settings, self._fine_depth()
+        if s["source"] not in ("primitives", "shapes", "mix"):
+            raise InputError(f"train config: source must be primitives, shapes or mix, got '{s['source']}'")
+        self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed)
+        self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed)
+        return {"shapes": len(self.train_set), "val_shapes": len(self.val_set), "depth": depth}
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    accel = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    log_file = open(out / "train_log.jsonl", "a")
+    def _fine_depth(self) -> int:
+        """The fine depth D of the model ``build`` will make (the bands' depth)."""
+        if self.settings["init"]:
+            return int(check_config_json(Path(self.settings["init"]) / "config.json")["fine_depth"])
+        return int(self.cfg.model.get("fine_depth", inspect.signature(ShapeVQVAE.__init__).parameters["fine_depth"].default))
 
-    def log(msg):
-        if accel.is_main_process:
-            print(msg, flush=True)
+    def num_items(self) -> int:
+        return len(self.train_set)
 
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    if cfg.init:
-        model = load_checked(ShapeVQVAE, cfg.init, DIFFUSERS_WEIGHTS_NAME, "shape tokenizer").float()
-    else:
-        model = ShapeVQVAE(**cfg.model)
-    code_hash = model.code_hash()
-    if cfg.freeze_encoder:
-        for m in model.encoder_modules():
-            m.requires_grad_(False)
-    depth = model.config.fine_depth
-    train_set = build_bands(cfg.data, "train", cfg.num_train, depth, cfg.seed, log)
-    val_set = build_bands(cfg.data, "val", cfg.num_val, depth, cfg.seed, log)
-    log(f"{len(train_set)} train / {len(val_set)} val shapes; "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    model, opt = accel.prepare(model, opt)
-    state_dir = out / "state"
-    progress = {"step": 0, "best_val": float("inf"), "elapsed_s": 0.0}
-    if resume and state_dir.is_dir():
-        accel.load_state(str(state_dir))
-        progress = json.loads((out / "progress.json").read_text())
-        log(f"resumed at step {progress['step']}")
-    gen = torch.Generator().manual_seed(cfg.seed + progress["step"])
-    t_start = time.time() - progress["elapsed_s"]
-    budget_s = cfg.minutes * 60
-    # The cosine schedule spans the time budget: estimate total steps from the pace so far.
-    est_total = cfg.max_steps
-    running: dict[str, float] = {}
-    step = progress["step"]
-    unwrapped = accel.unwrap_model(model)
-    while step < cfg.max_steps and time.time() - t_start < budget_s:
-        elapsed = time.time() - t_start
-        if step > 50:
-            est_total = min(cfg.max_steps, int(step * budget_s / max(elapsed, 1e-6)))
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg, est_total)
-        idx = torch.randint(len(train_set), (cfg.batch_size,), generator=gen).tolist()
-        model.train()
-        with accel.autocast():
-            losses = model([train_set[i] for i in idx])
-        accel.backward(losses["loss"])
-        accel.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if step % cfg.log_every == 0:
-            row = {k: v / cfg.log_every for k, v in running.items()}
-            row.update(step=step, lr=opt.param_groups[0]["lr"], elapsed_min=(time.time() - t_start) / 60)
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            running = {}
-        if step % cfg.eval_every == 0:
-            val = evaluate(unwrapped, val_set, cfg.batch_size)
-            log(f"val step={step} " + " ".join(f"{k}={v:.4g}" for k, v in val.items()))
-            log_file.write(json.dumps({"val": val, "step": step}) + "\n")
-            if val["loss"] < progress["best_val"]:
-                progress["best_val"] = val["loss"]
-                progress["best_step"] = step
-                if accel.is_main_process:
-                    unwrapped.save_pretrained(str(out / "best"))
-            progress.update(step=step, elapsed_s=time.time() - t_start)
-            accel.save_state(str(state_dir))
-            (out / "progress.json").write_text(json.dumps(progress))
-    val = evaluate(unwrapped, val_set, cfg.batch_size)
-    if val["loss"] < progress["best_val"]:
-        progress.update(best_val=val["loss"], best_step=step)
-        unwrapped.save_pretrained(str(out / "best"))
-    unwrapped.save_pretrained(str(out / "last"))
-    if cfg.freeze_encoder and unwrapped.code_hash() != code_hash:
-        raise RuntimeError("the frozen encoder changed: the codes are no longer those of the start weights")
-    progress.update(step=step, elapsed_s=time.time() - t_start)
-    accel.save_state(str(state_dir))
-    (out / "progress.json").write_text(json.dumps(progress))
-    log(f"done: step {step}, {progress['elapsed_s'] / 60:.1f} min, best val loss {progress['best_val']:.4f} "
-        f"at step {progress.get('best_step')}")
-    return {"val": val, **progress}
+    def build(self) -> ShapeVQVAE:
+        try:
+            model = ShapeVQVAE.load(self.settings["init"]) if self.settings["init"] else ShapeVQVAE(**self.cfg.model)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"train config: bad ShapeVQVAE settings ({e})") from None
+        self.code_hash = model.code_hash()
+        if self.settings["freeze_encoder"]:
+            for m in model.encoder_modules():
+                m.requires_grad_(False)
+        return model.train()
+
+    def loss(self, model, unwrapped, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
+        idx = torch.randint(len(self.train_set), (self.cfg.batch_size,), generator=g).tolist()
+        losses = model([self.train_set[i] for i in idx])
+        return losses["loss"], {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
+
+    def on_save(self, unwrapped, ema, step: int, cpu_seconds: float) -> None:
+        out = Path(self.cfg.output_dir)
+        val = evaluate(unwrapped, self.val_set, self.cfg.batch_size)
+        unwrapped.train()
+        with open(out / "val_log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "cpu_seconds": cpu_seconds, **val}) + "\n")
+        best_path = out / "best.json"
+        best = json.loads(best_path.read_text()) if best_path.is_file() else {"loss": float("inf")}
+        unwrapped.save_pretrained(str(out / "last"))
+        if val["loss"] < best["loss"]:
+            unwrapped.save_pretrained(str(out / "best"))
+            with atomic_path(best_path) as tmp:
+                tmp.write_text(json.dumps({"step": step, "loss": val["loss"]}))
+        if self.settings["freeze_encoder"] and unwrapped.code_hash() != self.code_hash:
+            raise RuntimeError("the frozen encoder changed: the codes are no longer those of the start weights")
 
 
 @torch.no_grad()
@@ -327,34 +266,3 @@ def evaluate(model, bands: list[ShapeBand], batch_size: int) -> dict:
             tot[k] = tot.get(k, 0.0) + float(v)
         n += 1
     return {k: v / max(n, 1) for k, v in tot.items()}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m octgen.train.vqvae", description="Train the shape VQ-VAE tokenizer.")
-    p.add_argument("--out", default=VQVAETrainConfig.out)
-    p.add_argument("--data", default=VQVAETrainConfig.data, choices=("primitives", "shapes", "mix"))
-    p.add_argument("--num-train", type=int, default=VQVAETrainConfig.num_train)
-    p.add_argument("--num-val", type=int, default=VQVAETrainConfig.num_val)
-    p.add_argument("--batch-size", type=int, default=VQVAETrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=VQVAETrainConfig.lr)
-    p.add_argument("--minutes", type=float, default=VQVAETrainConfig.minutes)
-    p.add_argument("--max-steps", type=int, default=VQVAETrainConfig.max_steps)
-    p.add_argument("--eval-every", type=int, default=VQVAETrainConfig.eval_every)
-    p.add_argument("--threads", type=int, default=VQVAETrainConfig.threads)
-    p.add_argument("--seed", type=int, default=VQVAETrainConfig.seed)
-    p.add_argument("--model", default="{}", help="ShapeVQVAE keyword arguments as JSON")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--init", default="", help="start from the weights of this saved tokenizer folder")
-    p.add_argument("--freeze-encoder", action="store_true",
-                   help="train the decoder only (token files made with --init's encoder stay valid)")
-    a = p.parse_args(argv)
-    cfg = VQVAETrainConfig(out=a.out, data=a.data, num_train=a.num_train, num_val=a.num_val, batch_size=a.batch_size,
-                           lr=a.lr, minutes=a.minutes, max_steps=a.max_steps, eval_every=a.eval_every,
-                           threads=a.threads, seed=a.seed, model=json.loads(a.model), init=a.init,
-                           freeze_encoder=a.freeze_encoder)
-    train(cfg, resume=a.resume)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
