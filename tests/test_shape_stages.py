@@ -73,3 +73,24 @@ def test_baselines_count_only_needed_cells_and_find_the_nearest_caption():
     assert base.frequent_value(0, 0, root) in {int(seqs[0].token_T[0]), int(seqs[1].token_T[0])}
     assert base.frequent_value(1, 0, root) is None  # not needed, not counted
     assert base.nearest_shape(torch.tensor([0.0, 0.0, 1.0, 0.0])) == 2
+
+
+def test_shape_stages_end_to_end_on_an_untrained_pipeline(tmp_path, monkeypatch):
+    import json
+
+    from octgen.cli.main import main
+    from octgen.modality.shapes import make_untrained_shape_pipeline
+
+    monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))  # the 6 training shapes' tokens and captions
+    ckpt = make_untrained_shape_pipeline(tmp_path / "pipe")
+    out = tmp_path / "stages.json"
+    assert main(["bench", "shape-stages", "--checkpoint", str(ckpt), "--categories", "mug", "--per-category", "1",
+                 "--train-num", "6", "--iou-res", "16", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["sources"] == 1 and [row["level"] for row in r["teacher_forced"]] == [0, 1, 2, 3, 4]
+    for row in r["teacher_forced"]:
+        assert row["nodes"] > 0 and all(0 <= row[f"{k}_accuracy"] <= 1 for k in ("model", "frequent", "nearest"))
+    assert 0 <= r["teacher_forced"][-1]["model_bit_accuracy"] <= 1
+    iou = r["decoded_iou_mean"]
+    assert set(iou) == set(st.VARIANTS) and all(0 <= v <= 1 for v in iou.values())
+    assert iou["a_true_tokens"] > 0.3  # the shipped tokenizer's own round trip of a mug

@@ -136,16 +136,58 @@ def _acc(hits: list[float]) -> float | None:
     return float(np.mean(hits)) if hits else None
 
 
-def run(args) -> dict:
+VARIANTS = ("a_true_tokens", "b_true_structure_sampled_codes", "c_sampled_structure_nearest_true_codes",
+            "d_all_sampled")
+
+
+def score_levels(model, seq, cond, near, base: Baselines, cat: int, hits: dict, bits: dict) -> None:
+    """Add one source's teacher-forced hits of the model and both baselines, per level."""
+    D = seq.depth
+    for r in teacher_forced(model, seq, cond):
+        d = r["level"]
+        near_map = dict(zip(cell_keys(near, d), level_values(near, d)))
+        true_vals = r["true"].tolist() if d < D else [tuple(x) for x in r["true"].tolist()]
+        pred_vals = r["pred"].tolist() if d < D else [tuple(x) for x in r["pred"].tolist()]
+        for key, t, p in zip(cell_keys(seq, d), true_vals, pred_vals):
+            guesses = {"model": p, "frequent": base.frequent_value(cat, d, key), "nearest": near_map.get(key)}
+            for k, v in guesses.items():
+                hits[k][d].append(v == t)
+                if d == D:
+                    bits[k].append(np.mean([a == b for a, b in zip(v, t)]) if v else 0.0)
+
+
+def decoded_variants(sampler, tok, true_tokens, seq, cond, generator) -> dict:
+    """The four token sets of :data:`VARIANTS` for one source."""
+    D = seq.depth
+    [b_tokens] = sampler.sample(1, generator=generator, cond=cond, payload_kind=tok.payload_kind,
+                                given=[true_tokens], given_levels=D)
+    [d_tokens] = sampler.sample(1, generator=generator, cond=cond, payload_kind=tok.payload_kind)
+    return dict(zip(VARIANTS, (true_tokens, b_tokens, nearest_codes(d_tokens, seq), d_tokens)))
+
+
+def load_sources(tok, categories: list[str], per_category: int, split: str, seed: int) -> list[tuple]:
+    """(item, true tokens, node sequence, category index) per held-out source shape."""
     from ..data.shapes import CATEGORIES
+    from ..model.sequence import tokens_to_nodes
+    from ..tokenize.shape_sdf import sdf_to_band
+    from .shapes import make_items, split_sources_references
+
+    ds, picked = split_sources_references(categories, per_category, 0, split)
+    sources = []
+    for c in categories:
+        for item in make_items(ds, picked[c][0], "first", seed):
+            [true_tokens] = tok.bands_to_tokens([sdf_to_band(item.sample.sdf, tok.config.fine_depth)])
+            sources.append((item, true_tokens, tokens_to_nodes(true_tokens), CATEGORIES.index(c)))
+    return sources
+
+
+def run(args) -> dict:
     from ..metrics.shapes import (largest_part_area_fraction, mesh_occupancy_grid, sdf_occupancy_grid,
                                   volumetric_iou)
-    from ..model.sequence import tokens_to_nodes
     from ..pipeline.pipeline import OctGenPipeline
     from ..sampling.sampler import OctreeSampler
-    from ..tokenize.shape_sdf import sdf_to_band
     from ..train.shape_data import prepare_shape_data
-    from .shapes import WHOLE_OBJECT_AREA, make_items, parse_categories, resolve_checkpoint, split_sources_references
+    from .shapes import WHOLE_OBJECT_AREA, parse_categories, resolve_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,70 +196,37 @@ def run(args) -> dict:
     pipe = OctGenPipeline.from_pretrained(ckpt)
     model, tok = pipe.transformer, pipe.tokenizer
     D = model.depth
-    cfg = tok.config
-    categories = parse_categories(args.categories)
-    ds, picked = split_sources_references(categories, args.per_category, 0, args.split)
-    items = [it for c in categories for it in make_items(ds, picked[c][0], "first", args.seed)]
-    sources = []
-    for item in items:
-        [true_tokens] = tok.bands_to_tokens([sdf_to_band(item.sample.sdf, cfg.fine_depth)])
-        sources.append((item, true_tokens, tokens_to_nodes(true_tokens), CATEGORIES.index(item.sample.category)))
+    sources = load_sources(tok, parse_categories(args.categories), args.per_category, args.split, args.seed)
     needed = {(cat, d, key) for _, _, seq, cat in sources for d in range(D + 1) for key in cell_keys(seq, d)}
-    train = prepare_shape_data(tok, cfg.name, args.train_num, 2, 0, pipe.text_encoder_name)
+    train = prepare_shape_data(tok, tok.config.name, args.train_num, 2, 0, pipe.text_encoder_name)
     base = Baselines(train, D, needed)
     print(f"baselines from {len(train)} training shapes ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     hits = {k: defaultdict(list) for k in ("model", "frequent", "nearest")}
     bits = {k: [] for k in ("model", "frequent", "nearest")}
-    variants = ("a_true_tokens", "b_true_structure_sampled_codes", "c_sampled_structure_nearest_true_codes",
-                "d_all_sampled")
-    ious, whole = {v: [] for v in variants}, {v: [] for v in variants}
+    ious, whole = {v: [] for v in VARIANTS}, {v: [] for v in VARIANTS}
     sampler = OctreeSampler(model, pipe.sampler_config)
     for n, (item, true_tokens, seq, cat) in enumerate(sources, 1):
         s = item.sample
         cond, _ = pipe.condition(1, prompt=item.prompt)
         near = train[base.nearest_shape(pipe.text_encoder.embed([item.prompt])[0])]
-        for r in teacher_forced(model, seq, cond):
-            d = r["level"]
-            near_map = dict(zip(cell_keys(near, d), level_values(near, d)))
-            true_vals = r["true"].tolist() if d < D else [tuple(x) for x in r["true"].tolist()]
-            pred_vals = r["pred"].tolist() if d < D else [tuple(x) for x in r["pred"].tolist()]
-            for key, t, p in zip(cell_keys(seq, d), true_vals, pred_vals):
-                f, nv = base.frequent_value(cat, d, key), near_map.get(key)
-                hits["model"][d].append(p == t)
-                hits["frequent"][d].append(f == t)
-                hits["nearest"][d].append(nv == t)
-                if d == D:
-                    bits["model"].append(np.mean([a == b for a, b in zip(p, t)]))
-                    bits["frequent"].append(np.mean([a == b for a, b in zip(f, t)]) if f else 0.0)
-                    bits["nearest"].append(np.mean([a == b for a, b in zip(nv, t)]) if nv else 0.0)
+        score_levels(model, seq, cond, near, base, cat, hits, bits)
         g = torch.Generator().manual_seed(args.seed + s.index)
-        [b_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=tok.payload_kind,
-                                    given=[true_tokens], given_levels=D)
-        [d_tokens] = sampler.sample(1, generator=g, cond=cond, payload_kind=tok.payload_kind)
-        decoded = {"a_true_tokens": true_tokens, "b_true_structure_sampled_codes": b_tokens,
-                   "c_sampled_structure_nearest_true_codes": nearest_codes(d_tokens, seq), "d_all_sampled": d_tokens}
         ref = sdf_occupancy_grid(s.sdf, args.iou_res)
-        for v, t in decoded.items():
+        for v, t in decoded_variants(sampler, tok, true_tokens, seq, cond, g).items():
             mesh = tok.decode(t)
             ious[v].append(volumetric_iou(ref, mesh_occupancy_grid(mesh, args.iou_res)))
             whole[v].append(largest_part_area_fraction(mesh) >= WHOLE_OBJECT_AREA)
         print(f"[{n}/{len(sources)}] {s.category}-{s.index}: IoU " +
-              " ".join(f"{v[0]} {ious[v][-1]:.2f}" for v in variants), flush=True)
+              " ".join(f"{v[0]} {ious[v][-1]:.2f}" for v in VARIANTS), flush=True)
 
-    levels = []
-    for d in range(D + 1):
-        row = {"level": d, "nodes": len(hits["model"][d]),
-               **{f"{k}_accuracy": _acc(hits[k][d]) for k in hits}}
-        if d == D:
-            row.update({f"{k}_bit_accuracy": _acc(bits[k]) for k in bits})
-        levels.append(row)
+    levels = [{"level": d, "nodes": len(hits["model"][d]), **{f"{k}_accuracy": _acc(hits[k][d]) for k in hits},
+               **({f"{k}_bit_accuracy": _acc(bits[k]) for k in bits} if d == D else {})} for d in range(D + 1)]
     result = {"bench": "shape-stages", "checkpoint": str(ckpt), "split": args.split,
               "per_category": args.per_category, "sources": len(sources), "train_num": args.train_num,
-              "iou_res": args.iou_res, "sampler": vars(pipe.sampler_config),
-              "teacher_forced": levels,
-              "decoded_iou_mean": {v: _acc(ious[v]) for v in variants},
-              "whole_objects": {v: _acc(whole[v]) for v in variants},
+              "iou_res": args.iou_res, "sampler": vars(pipe.sampler_config), "teacher_forced": levels,
+              "decoded_iou_mean": {v: _acc(ious[v]) for v in VARIANTS},
+              "whole_objects": {v: _acc(whole[v]) for v in VARIANTS},
               "seconds": time.perf_counter() - t_start}
     print_report(result)
     return result
