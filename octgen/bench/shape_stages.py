@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch

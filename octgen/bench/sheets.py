@@ -66,7 +66,6 @@ def run(args) -> dict:
     import torch
 
     from ..condition.sketch import SKETCH_SIZE
-    from ..data.shapes import ShapeDataset
     from ..data.sketches import render_sketch
     from ..export.render import MeshRenderer
     from ..metrics.shapes import largest_part_area_fraction
