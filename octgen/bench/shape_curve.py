@@ -12,7 +12,7 @@ IoU, whole objects, 1-NNA. One JSON line per point goes to
 """
 from __future__ import annotations
 
-from argparse import Namespace
+from argparse import ArgumentParser
 from pathlib import Path
 
 from .curve import curve_loop
@@ -50,9 +50,11 @@ def measure(pipeline_dir, per_category: int, seed: int = 0, threads: int = 0) ->
     """Validation-split figures of a shape pipeline folder (see :func:`summarise`)."""
     from . import shapes
 
-    args = Namespace(checkpoint=str(pipeline_dir), classifier=None, per_category=per_category, categories=None,
-                     caption="first", sketch_views=1, guidance=None, steps=None, temperature=None, seed=seed,
-                     split="val", data_seed=0, iou_res=64, surface_points=512, threads=threads)
+    parser = ArgumentParser()
+    shapes.add_arguments(parser)  # the bench's own defaults for everything not set here
+    args = parser.parse_args(["--checkpoint", str(pipeline_dir), "--per-category", str(per_category),
+                              "--sketch-views", "1", "--seed", str(seed), "--split", "val", "--iou-res", "64",
+                              "--surface-points", "512", "--threads", str(threads)])
     return {"per_category": per_category, "split": "val", **summarise(shapes.run(args))}
 
 

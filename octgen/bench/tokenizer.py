@@ -92,7 +92,9 @@ def _row(name: str, tokens, t_enc: float, t_dec: float, metrics: dict, mesh) -> 
             "watertight": bool(mesh.is_watertight) if len(mesh.faces) else False}
 
 
-def run_procedural(model, args) -> list[dict]:
+def run_procedural(model, args, flip_rates: list[float] = ()) -> list[dict]:
+    """One row per test shape; with ``flip_rates``, also ``flip_iou``: the IoU of its
+    codes decoded with each share of bits flipped (:func:`flip_ious`)."""
     from ..data.shapes import ShapeDataset
     from ..metrics.shapes import compare_meshes, sdf_occupancy_grid
     from ..data.grid import grid_to_mesh, sdf_grid
@@ -112,6 +114,8 @@ def run_procedural(model, args) -> list[dict]:
             exact = grid_to_mesh(sdf_grid(s.sdf, 1 << depth, sampling="centre"), sampling="centre")
             c = compare_meshes(ref_mesh, ref_occ, exact, n_surface=args.surface_samples, seed=i)
             row["ceiling_iou"], row["ceiling_chamfer_l1"] = c["iou"], c["chamfer_l1"]
+        if flip_rates:
+            row["flip_iou"] = flip_ious(model, tokens, ref_occ, flip_rates, args.iou_res, i)
         rows.append(row)
         print(f"  {row['name']:<22} IoU {m['iou']:.4f}  CD-L1 {m['chamfer_l1']:.5f}  NC {m['normal_consistency']:.4f}  "
               f"enc {t_enc:.2f}s dec {t_dec:.2f}s  tokens {row['tokens_per_level']}", flush=True)
@@ -141,25 +145,14 @@ def flip_bits(tokens, rate: float, generator):
                         tokens.meta)
 
 
-def run_flips(model, args, rates: list[float]) -> dict:
-    """Mean volumetric IoU of the test shapes decoded from codes with flipped bits."""
+def flip_ious(model, tokens, ref_occ, rates: list[float], iou_res: int, seed: int) -> dict:
+    """Volumetric IoU of one shape decoded from its codes with each share of bits flipped."""
     import torch
 
-    from ..data.shapes import ShapeDataset
-    from ..metrics.shapes import mesh_occupancy_grid, sdf_occupancy_grid, volumetric_iou
+    from ..metrics.shapes import mesh_occupancy_grid, volumetric_iou
 
-    ds = ShapeDataset("test", size=args.num_test, seed=args.seed)
-    ious = {r: [] for r in rates}
-    for i in range(len(ds)):
-        s = ds[i]
-        tokens = model.encode(s.sdf)
-        ref_occ = sdf_occupancy_grid(s.sdf, args.iou_res)
-        for r in rates:
-            flipped = flip_bits(tokens, r, torch.Generator().manual_seed(i))
-            ious[r].append(volumetric_iou(ref_occ, mesh_occupancy_grid(model.decode(flipped), args.iou_res)))
-    out = {str(r): float(np.mean(v)) for r, v in ious.items()}
-    print("IoU against bit-flip rate: " + ", ".join(f"{r}: {v:.3f}" for r, v in out.items()), flush=True)
-    return out
+    return {str(r): volumetric_iou(ref_occ, mesh_occupancy_grid(
+        model.decode(flip_bits(tokens, r, torch.Generator().manual_seed(seed))), iou_res)) for r in rates}
 
 
 def run_real(model, args) -> list[dict]:
@@ -201,13 +194,14 @@ def run(args) -> dict:
 
     if args.num_test < 1 or not 16 <= args.iou_res <= 512 or not 5 <= args.ref_depth <= 9:
         raise InputError("need --num-test >= 1, --iou-res in 16..512 and --ref-depth in 5..9")
+    rates = parse_rates(args.flip_rates)  # checked before the long run, not after it
     model = load_tokenizer(args.tokenizer)
     cfg = model.config
     print(f"machine: {machine_summary()}")
     print(f"tokenizer {resolve_tokenizer_dir(args.tokenizer)}: fine depth {cfg.fine_depth}, token depth "
           f"{cfg.token_depth}, {cfg.code_bits} bits per token")
     print(f"procedural test split ({args.num_test} shapes):")
-    proc = run_procedural(model, args)
+    proc = run_procedural(model, args, rates)
     result = {"bench": "tokenizer", "machine": machine_summary(), "tokenizer": cfg.name,
               "settings": {"num_test": args.num_test, "iou_res": args.iou_res, "ref_depth": args.ref_depth,
                            "surface_samples": args.surface_samples, "seed": args.seed},
@@ -220,9 +214,11 @@ def run(args) -> dict:
         c: {"count": sum(r["category"] == c for r in proc),
             "iou_mean": float(np.mean([r["iou"] for r in proc if r["category"] == c])),
             "chamfer_l1_mean": float(np.mean([r["chamfer_l1"] for r in proc if r["category"] == c]))} for c in cats}
-    rates = parse_rates(args.flip_rates)
     if rates:
-        result["iou_by_flip_rate"] = run_flips(model, args, rates)
+        result["iou_by_flip_rate"] = {str(r): float(np.mean([row["flip_iou"][str(r)] for row in proc]))
+                                      for r in rates}
+        print("IoU against bit-flip rate: " + ", ".join(f"{r}: {v:.3f}" for r, v in
+                                                        result["iou_by_flip_rate"].items()), flush=True)
     if not args.no_real:
         print("real meshes bundled with installed packages:")
         real = run_real(model, args)
