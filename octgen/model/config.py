@@ -53,6 +53,18 @@ class OctGenConfig:
         rope_max_freq: fastest rotary frequency in radians per finest cell (1.0:
             the first design). Frequencies run geometrically from it down to
             ``1 / rope_theta``.
+        pair_potential_fields: the x, y, z sub-cell offset fields (equal bins across a
+            finest cell) that a learned pair potential scores, or empty (off). Field 0
+            is the leaf's type (an atom's element). Each candidate bin of an offset
+            field gets the extra logit ``sum_j U_{t, t_j}(|p - p_j|)`` over the leaves
+            ``j`` already revealed in the level: ``p`` is the candidate position (cell
+            centre, the offsets already drawn for the earlier axes, the candidate on
+            this axis), ``p_j`` their exact positions, ``t, t_j`` the types, and ``U``
+            a radial-basis expansion with one weight vector per axis and type pair.
+            Needs the autoregressive head. Bond lengths are read straight from
+            distances instead of through attention.
+        pair_rbf: (first centre, last centre, count) of the pair potential's Gaussian
+            radial basis, in finest cells (width: the centre spacing).
         version: config format version (1: before ``payload_head`` / ``num_sizes``).
     """
 
@@ -71,6 +83,8 @@ class OctGenConfig:
     num_sizes: int = 0
     payload_offset_fields: tuple[int, ...] = ()
     rope_max_freq: float = 1.0
+    pair_potential_fields: tuple[int, ...] = ()
+    pair_rbf: tuple[float, float, int] = (3.0, 13.0, 51)
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -79,6 +93,16 @@ class OctGenConfig:
         if self.payload_offset_fields and (len(self.payload_offset_fields) != 3 or not all(
                 0 <= f < len(self.payload_vocab_sizes) for f in self.payload_offset_fields)):
             raise ValueError("payload_offset_fields names 3 payload fields (x, y, z offsets) or none")
+        self.pair_potential_fields = tuple(int(f) for f in self.pair_potential_fields)
+        self.pair_rbf = (float(self.pair_rbf[0]), float(self.pair_rbf[1]), int(self.pair_rbf[2]))
+        if self.pair_potential_fields:
+            f = self.pair_potential_fields
+            if len(f) != 3 or len(set(f)) != 3 or not all(0 < i < len(self.payload_vocab_sizes) for i in f):
+                raise ValueError("pair_potential_fields names 3 distinct payload fields after field 0 (the type)")
+            if self.payload_head != "autoregressive":
+                raise ValueError("the pair potential needs payload_head 'autoregressive'")
+            if not (0 < self.pair_rbf[0] < self.pair_rbf[1] and self.pair_rbf[2] >= 2):
+                raise ValueError(f"pair_rbf is (first > 0, last > first, count >= 2), got {self.pair_rbf}")
         if not self.rope_max_freq > 0:
             raise ValueError(f"rope_max_freq must be > 0, got {self.rope_max_freq}")
         if self.dim % self.n_heads:
@@ -98,6 +122,8 @@ class OctGenConfig:
         d = asdict(self)
         d["payload_vocab_sizes"] = list(self.payload_vocab_sizes)
         d["payload_offset_fields"] = list(self.payload_offset_fields)
+        d["pair_potential_fields"] = list(self.pair_potential_fields)
+        d["pair_rbf"] = list(self.pair_rbf)
         return d
 
     @classmethod

@@ -27,6 +27,10 @@ padding with level -1.
   head: one linear layer per field (``"factorised"``) or a small autoregressive head
   (``"autoregressive"``: field f reads the hidden state plus embeddings of fields
   0..f-1, through a per-field MLP), so a leaf's fields are sampled jointly.
+- Pair potential: with ``pair_potential_fields`` the offset fields of a leaf also
+  get a learned potential of its distances to the revealed leaves of its level
+  (:mod:`octgen.model.pair`); the caller passes those leaves as
+  :class:`~octgen.model.pair.LeafNeighbours` (:meth:`OctGenTransformer.neighbours`).
 - Size: with ``num_sizes > 0`` the prefix holds one more token, the embedding of
   the leaf count (clipped), so generation knows the size it must reach.
 """
@@ -41,6 +45,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .config import OctGenConfig
+from .pair import LeafNeighbours, PairPotential, leaf_neighbours
 
 PREFIX_LEVEL = -1
 PAD_LEVEL = -2
@@ -248,13 +253,14 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
                  num_sizes: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
-                 version: int = 1):
+                 pair_potential_fields: tuple = (), pair_rbf: tuple = (3.0, 13.0, 51), version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
                            num_classes=num_classes, cond_dim=cond_dim, n_prefix=n_prefix, dropout=dropout,
                            payload_head=payload_head, num_sizes=num_sizes,
                            payload_offset_fields=tuple(payload_offset_fields), rope_max_freq=rope_max_freq,
+                           pair_potential_fields=tuple(pair_potential_fields), pair_rbf=tuple(pair_rbf),
                            version=version)
         self.cfg = cfg
         self.level_embed = nn.Embedding(depth + 1, dim)
@@ -278,6 +284,9 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         else:
             self.payload_prev_embeds = None
             self.payload_heads = nn.ModuleList(nn.Linear(dim, v) for v in cfg.payload_vocab_sizes)
+        self.pair_potential = (PairPotential(cfg.payload_vocab_sizes[0], cfg.pair_potential_fields,
+                                             cfg.payload_vocab_sizes, cfg.pair_rbf)
+                               if cfg.pair_potential_fields else None)
         self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta, rope_max_freq),
                              persistent=False)
         self.apply(self._init_weights)
@@ -440,7 +449,17 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         """(..., 255) logits; class ``c`` is child mask ``c + 1``."""
         return self.structure_head(h_NC)
 
-    def payload_logits(self, h_NC: torch.Tensor, values_NF: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def neighbours(self, nodes: NodeInputs, target_BT: torch.Tensor) -> LeafNeighbours | None:
+        """The revealed leaves each target leaf of ``nodes`` is scored against by the
+        pair potential (targets in row-major order), or None without one."""
+        if self.pair_potential is None:
+            return None
+        cfg = self.cfg
+        return leaf_neighbours(nodes.level_BT, nodes.masked_BT, nodes.centre_BT3, nodes.payload_BTP, target_BT,
+                               self.depth, cfg.pair_potential_fields, cfg.payload_vocab_sizes)
+
+    def payload_logits(self, h_NC: torch.Tensor, values_NF: torch.Tensor | None = None,
+                       neighbours: LeafNeighbours | None = None) -> list[torch.Tensor]:
         """One (..., V_f) logit tensor per payload field.
 
         Args:
@@ -448,21 +467,29 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             values_NF: (..., F) field values the autoregressive head conditions on
                 (teacher forcing: field f sees ``values_NF[..., :f]``); ignored by
                 the factorised head, required by the autoregressive one.
+            neighbours: the revealed leaves of each node (:meth:`neighbours`; N
+                flat nodes), required by a model with a pair potential.
         """
         if self.payload_prev_embeds is not None and values_NF is None:
             raise ValueError("the autoregressive payload head needs the field values (teacher forcing)")
-        return [self.payload_field_logits(h_NC, f, values_NF) for f in range(len(self.payload_heads))]
+        return [self.payload_field_logits(h_NC, f, values_NF, neighbours) for f in range(len(self.payload_heads))]
 
-    def payload_field_logits(self, h_NC: torch.Tensor, field: int,
-                             prev_NF: torch.Tensor | None = None) -> torch.Tensor:
+    def payload_field_logits(self, h_NC: torch.Tensor, field: int, prev_NF: torch.Tensor | None = None,
+                             neighbours: LeafNeighbours | None = None) -> torch.Tensor:
         """(..., V_f) logits of payload field ``field`` given the values of fields
-        ``0..field-1`` in ``prev_NF[..., :field]`` (unused by the factorised head)."""
+        ``0..field-1`` in ``prev_NF[..., :field]`` (unused by the factorised head)
+        and, with a pair potential, the node's revealed ``neighbours``."""
         if self.payload_prev_embeds is None:
             return self.payload_heads[field](h_NC)
         x = h_NC
         for j in range(field):
             x = x + self.payload_prev_embeds[j](prev_NF[..., j].clamp(0, self.payload_prev_embeds[j].num_embeddings - 1))
-        return self.payload_heads[field](x)
+        logits = self.payload_heads[field](x)
+        if self.pair_potential is not None and field in self.cfg.pair_potential_fields:
+            if neighbours is None:
+                raise ValueError("this model has a pair potential: pass the leaves' neighbours")
+            logits = logits + self.pair_potential.logits(field, prev_NF, neighbours).to(logits.dtype)
+        return logits
 
 
 def count_parameters(config: OctGenConfig) -> int:

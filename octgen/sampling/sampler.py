@@ -72,12 +72,14 @@ class OctreeSampler:
             return logits_R
         return logits_R[B:] + self.config.guidance_scale * (logits_R[:B] - logits_R[B:])
 
-    def _draw(self, h_RNC: torch.Tensor, leaf: bool, guided: bool, B: int, masked_BN: torch.Tensor,
+    def _draw(self, h_RNC: torch.Tensor, nodes: NodeInputs, leaf: bool, guided: bool, B: int,
               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Values (K, F) and confidence scores (K,) for the K masked positions of the
-        level (row-major order). An autoregressive payload head is sampled field by
-        field, each field given the values drawn for the fields before it."""
+        level ``nodes`` (row-major order). An autoregressive payload head is sampled
+        field by field, each field given the values drawn for the fields before it
+        (and, with a pair potential, the level's leaves revealed so far)."""
         model, cfg = self.model, self.config
+        masked_BN = nodes.masked_BT
         N = masked_BN.shape[1]
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
         if not leaf or model.payload_prev_embeds is None:
@@ -87,8 +89,9 @@ class OctreeSampler:
         h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
         values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)
         score = torch.zeros(len(flat), device=h_RNC.device)
+        nb = model.neighbours(nodes, masked_BN)
         for f in range(values.shape[1]):
-            lg = torch.cat([model.payload_field_logits(h, f, values) for h in h_K])
+            lg = torch.cat([model.payload_field_logits(h, f, values, nb) for h in h_K])
             v, sc = sample_field(self._guide(lg, guided, len(flat)), cfg, generator)
             values[:, f] = v
             score = score + sc
@@ -178,7 +181,7 @@ class OctreeSampler:
                 nodes = self._nodes(level, tokens, masked, centre, leaf, P)
                 h = self._forward(nodes, finished, cache, cond_rows, guided)
                 stats["forwards"] += 1
-                values, score = self._draw(h, leaf, guided, B, masked, generator)
+                values, score = self._draw(h, nodes, leaf, guided, B, generator)
                 if not leaf:
                     tokens = tokens - 1  # structure classes are mask - 1
                 tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)

@@ -34,6 +34,10 @@ class TrainConfig:
         model_size: a name of ``octgen.model.MODEL_SIZES`` (generator job).
         model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields),
             or for another job the keyword arguments of its model class.
+        init_from: (generator) a pipeline folder (or its ``transformer/`` folder)
+            whose weights start the model instead of a random init: a fine-tune.
+            Every weight of that model must fit this one; this model's parameters
+            that it lacks (a newly added head, say) keep their init.
         batch_size: sequences per micro-batch per process.
         length_bucket: 0 draws batches uniformly; N > 0 draws each batch among N
             sequences of similar length (less padding, same coverage).
@@ -70,6 +74,7 @@ class TrainConfig:
     max_train_sequences: int = 0
     model_size: str = "xs"
     model: dict = field(default_factory=dict)
+    init_from: str = ""
     batch_size: int = 32
     length_bucket: int = 0
     objective: str = "one_level"

@@ -129,6 +129,34 @@ def build_model(cfg: TrainConfig, modality, tokenizer, depth: int, settings: dic
     return modality.build_model(OctGenTransformer.from_octgen_config(octcfg))
 
 
+def init_transformer_from(transformer: OctGenTransformer, folder: str | Path) -> list[str]:
+    """Copy the weights of a saved transformer (a pipeline folder or its
+    ``transformer/``) into ``transformer``; returns the names of the parameters the
+    saved one lacks (they keep their init).
+
+    Raises:
+        InputError: no weights there, or a saved weight this model has not, or of
+            another shape.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    files = [p / "diffusion_pytorch_model.safetensors" for p in (folder / "transformer", folder)]
+    found = [f for f in files if f.is_file()]
+    if not found:
+        raise InputError(f"init_from: no transformer weights under {folder}")
+    saved = load_file(str(found[0]))
+    own = transformer.state_dict()
+    for name, w in saved.items():
+        if name not in own:
+            raise InputError(f"init_from: {folder} has weight '{name}', which this model does not")
+        if tuple(own[name].shape) != tuple(w.shape):
+            raise InputError(f"init_from: weight '{name}' is {tuple(w.shape)} in {folder}, "
+                             f"{tuple(own[name].shape)} here")
+    transformer.load_state_dict({k: v.to(own[k].dtype) for k, v in saved.items()}, strict=False)
+    return sorted(set(own) - set(saved))
+
+
 def export_pipeline(module, ema, out_dir: Path, modality, tokenizer, train_cfg: TrainConfig, step: int,
                     extra: dict | None = None) -> Path:
     """Write the EMA weights (fp16 safetensors) and the tokenizer as a pipeline
@@ -215,6 +243,9 @@ class GeneratorJob(TrainingJob):
         self.by_length = sequence_length_order(self.data)
         module = build_model(self.cfg, self.modality, self.tokenizer, self.data.depth,
                              self.modality.model_settings(self.data))
+        if self.cfg.init_from:
+            fresh = init_transformer_from(self.modality.transformer_of(module), self.cfg.init_from)
+            print(f"initialised from {self.cfg.init_from}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
         num_sizes = self.modality.transformer_of(module).cfg.num_sizes
         self.export_extra = {"size_histogram": size_histogram(self.data, num_sizes)} if num_sizes else {}
         return module

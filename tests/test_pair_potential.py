@@ -1,0 +1,146 @@
+"""The learned pair potential on leaf offsets (octgen/model/pair.py): neighbours,
+distances, zero init, gradients, the sampler's use of it, and warm starts."""
+import pytest
+import torch
+
+from octgen.errors import InputError
+from octgen.model import OctGenConfig, OctGenTransformer
+from octgen.model.pair import GAIN, leaf_neighbours
+from octgen.model.transformer import NodeInputs
+from octgen.sampling import OctreeSampler, SamplerConfig
+from octgen.train.objective import make_all_levels_batch, masked_token_loss
+from octgen.train.trainer import init_transformer_from
+from helpers import synthetic_seqs, tiny_model
+
+torch.set_num_threads(1)
+PAYLOAD = (3, 8, 8, 8)  # type, x, y, z offset bins
+FIELDS = (1, 2, 3)
+
+
+def with_pair(**kw):
+    return tiny_model(PAYLOAD, payload_head="autoregressive", pair_potential_fields=FIELDS, **kw)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="autoregressive"):
+        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, pair_potential_fields=FIELDS)
+    with pytest.raises(ValueError, match="after field 0"):
+        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
+                     pair_potential_fields=(0, 1, 2))
+    with pytest.raises(ValueError, match="pair_rbf"):
+        OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
+                     pair_potential_fields=FIELDS, pair_rbf=(2.0, 1.0, 5))
+    cfg = OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
+                       pair_potential_fields=FIELDS)
+    assert OctGenConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def nodes_one_row():
+    """Depth-3 leaves of one row: two revealed (types 1, 2), one masked, one structure node."""
+    D = 3
+    cell = 2.0 / (1 << D)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [-1 + 2.5 * cell, -1 + 0.5 * cell, -1 + 0.5 * cell],
+                            [-1 + 4.5 * cell, -1 + 0.5 * cell, -1 + 0.5 * cell],
+                            [-1 + 0.5 * cell, -1 + 0.5 * cell, -1 + 0.5 * cell]], dtype=torch.float64)
+    level = torch.tensor([[2, 3, 3, 3]])
+    payload = torch.tensor([[[0, 0, 0, 0], [1, 0, 7, 4], [2, 4, 4, 4], [0, 1, 1, 1]]])
+    masked = torch.tensor([[False, False, False, True]])
+    return NodeInputs(level, torch.zeros(1, 4, dtype=torch.long), payload, masked, centres[None])
+
+
+def test_neighbours_are_the_revealed_leaves_at_their_exact_positions():
+    n = nodes_one_row()
+    target = n.masked_BT.clone()
+    nb = leaf_neighbours(n.level_BT, n.masked_BT, n.centre_BT3, n.payload_BTP, target, 3, FIELDS, PAYLOAD)
+    assert nb.pos_KL3.shape == (1, 2, 3) and nb.valid_KL.all()
+    assert nb.type_KL.tolist() == [[1, 2]]
+    # finest-cell units: cell 2 at bins (0, 7, 4) of 8 -> 2 + 1/16, 7/8 + 1/16 ... ; cell 4 at bin centres 4.5/8
+    assert torch.allclose(nb.pos_KL3[0, 0], torch.tensor([2 + 0.5 / 8, 7.5 / 8, 4.5 / 8]))
+    assert torch.allclose(nb.pos_KL3[0, 1], torch.tensor([4 + 4.5 / 8, 4.5 / 8, 4.5 / 8]))
+    assert torch.allclose(nb.centre_K3[0], torch.tensor([0.5, 0.5, 0.5]))
+
+
+def test_potential_prefers_the_bin_at_its_favourite_distance():
+    model = with_pair(pair_rbf=(1.0, 3.0, 41))
+    pp = model.pair_potential
+    n = nodes_one_row()
+    nb = leaf_neighbours(n.level_BT, n.masked_BT, n.centre_BT3, n.payload_BTP, n.masked_BT, 3, FIELDS, PAYLOAD)
+    nb.valid_KL[0, 1] = False  # score against the type-1 leaf only
+    r = 20  # favourite distance mu_20 = 2.0 cells, for target type 0 next to type 1, axis x
+    with torch.no_grad():
+        pp.weight[0, 0 * 3 + 1, r] = 1.0
+    prev = torch.tensor([[0, 0, 0, 0]])
+    lg = pp.logits(1, prev, nb)[0]
+    cand = (torch.arange(8) + 0.5) / 8 - 0.5
+    dist = ((0.5 + cand - nb.pos_KL3[0, 0, 0]) ** 2 + (0.5 - nb.pos_KL3[0, 0, 1]) ** 2
+            + (0.5 - nb.pos_KL3[0, 0, 2]) ** 2).sqrt()
+    assert int(lg.argmax()) == int((dist - 2.0).abs().argmin())
+    expected = GAIN * torch.exp(-0.5 * ((dist - 2.0) / pp.sigma) ** 2)
+    assert torch.allclose(lg.float(), expected.float(), atol=1e-5)
+    # another target type or the invalid neighbour: no effect
+    assert pp.logits(1, torch.tensor([[2, 0, 0, 0]]), nb).abs().max() == 0
+    # the y axis uses the x offset already drawn: moving x changes the y logits
+    with torch.no_grad():
+        pp.weight[1, 1, r] = 1.0
+    a, b = pp.logits(2, torch.tensor([[0, 0, 0, 0]]), nb), pp.logits(2, torch.tensor([[0, 7, 0, 0]]), nb)
+    assert not torch.allclose(a, b)
+
+
+def test_zero_init_changes_nothing_and_training_reaches_the_weights():
+    plain = tiny_model(PAYLOAD, payload_head="autoregressive")
+    model = with_pair()
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["pair_potential.weight"] and not unexpected
+    data = synthetic_seqs(PAYLOAD, 4, 12, seed=3)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(0))
+    l0, _ = masked_token_loss(plain, batch)
+    model.train()
+    l1, _ = masked_token_loss(model, batch)
+    assert torch.allclose(l0, l1)
+    l1.backward()
+    assert model.pair_potential.weight.grad.abs().sum() > 0
+    cfg = SamplerConfig(steps=3, temperature=1.0)
+    a = OctreeSampler(plain, cfg).sample(3, torch.Generator().manual_seed(5))
+    b = OctreeSampler(model, cfg).sample(3, torch.Generator().manual_seed(5))
+    assert all(torch.equal(x.payload, y.payload) and all(torch.equal(s, t) for s, t in zip(x.structure, y.structure))
+               for x, y in zip(a, b))
+
+
+def test_sampler_draws_offsets_from_the_potential():
+    """A sharp potential pulls a leaf's offset next to an already revealed leaf: with the
+    potential, sampled leaves keep its favourite distance to their revealed neighbours
+    more often than without."""
+    model = with_pair(pair_rbf=(0.5, 4.0, 36))
+    with torch.no_grad():
+        model.pair_potential.weight[:] = -1.0  # every distance costs, except ~1.5 cells
+        model.pair_potential.weight[:, :, 10] = 2.0
+    cfg = SamplerConfig(steps=12, temperature=1.0, confidence="random")
+    toks = OctreeSampler(model, cfg).sample(8, torch.Generator().manual_seed(0))
+    plain = tiny_model(PAYLOAD, payload_head="autoregressive")
+    base = OctreeSampler(plain, cfg).sample(8, torch.Generator().manual_seed(0))
+
+    def near_fraction(tokens):
+        hits = total = 0
+        for t in tokens:
+            xyz = t.octree().xyz(3).double() + (t.payload[:, 1:].double() + 0.5) / 8
+            d = torch.cdist(xyz, xyz) + torch.eye(len(xyz)) * 99
+            nearest = d.min(1).values
+            hits += int(((nearest - 1.5).abs() < 0.15).sum())
+            total += len(xyz)
+        return hits / max(total, 1)
+
+    assert near_fraction(toks) > near_fraction(base) + 0.1
+
+
+def test_init_from_a_saved_transformer(tmp_path):
+    plain = tiny_model(PAYLOAD, payload_head="autoregressive")
+    plain.float().save_pretrained(tmp_path / "transformer", safe_serialization=True)
+    model = with_pair().float()
+    fresh = init_transformer_from(model, tmp_path)
+    assert fresh == ["pair_potential.weight"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.float().state_dict().items())
+    wider = tiny_model((3, 8, 8, 9), payload_head="autoregressive").float()
+    with pytest.raises(InputError, match="shape|is \\("):
+        init_transformer_from(wider, tmp_path)
+    with pytest.raises(InputError, match="no transformer weights"):
+        init_transformer_from(model, tmp_path / "nowhere")
