@@ -27,9 +27,9 @@ def test_config_checks():
     with pytest.raises(ValueError, match="after field 0"):
         OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
                      pair_potential_fields=(0, 1, 2))
-    with pytest.raises(ValueError, match="pair_rbf"):
+    with pytest.raises(ValueError, match="pair_grid"):
         OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
-                     pair_potential_fields=FIELDS, pair_rbf=(2.0, 1.0, 5))
+                     pair_potential_fields=FIELDS, pair_grid=(2.0, 1.0, 5))
     cfg = OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_heads=2, payload_head="autoregressive",
                        pair_potential_fields=FIELDS)
     assert OctGenConfig.from_dict(cfg.to_dict()) == cfg
@@ -61,12 +61,12 @@ def test_neighbours_are_the_revealed_leaves_at_their_exact_positions():
 
 
 def test_potential_prefers_the_bin_at_its_favourite_distance():
-    model = with_pair(pair_rbf=(1.0, 3.0, 41))
+    model = with_pair(pair_grid=(1.0, 3.0, 41))
     pp = model.pair_potential
     n = nodes_one_row()
     nb = leaf_neighbours(n.level_BT, n.masked_BT, n.centre_BT3, n.payload_BTP, n.masked_BT, 3, FIELDS, PAYLOAD)
     nb.valid_KL[0, 1] = False  # score against the type-1 leaf only
-    r = 20  # favourite distance mu_20 = 2.0 cells, for target type 0 next to type 1, axis x
+    r = 20  # favourite distance: knot 20 sits at 1.0 + 20 * 0.05 = 2.0 cells, for target type 0 next to type 1, axis x
     with torch.no_grad():
         pp.weight[0, 0 * 3 + 1, r] = 1.0
     prev = torch.tensor([[0, 0, 0, 0]])
@@ -75,7 +75,7 @@ def test_potential_prefers_the_bin_at_its_favourite_distance():
     dist = ((0.5 + cand - nb.pos_KL3[0, 0, 0]) ** 2 + (0.5 - nb.pos_KL3[0, 0, 1]) ** 2
             + (0.5 - nb.pos_KL3[0, 0, 2]) ** 2).sqrt()
     assert int(lg.argmax()) == int((dist - 2.0).abs().argmin())
-    expected = GAIN * torch.exp(-0.5 * ((dist - 2.0) / pp.sigma) ** 2)
+    expected = GAIN * (1 - (dist - 2.0).abs() / pp.spacing).clamp(min=0)  # the hat of knot 20
     assert torch.allclose(lg.float(), expected.float(), atol=1e-5)
     # another target type or the invalid neighbour: no effect
     assert pp.logits(1, torch.tensor([[2, 0, 0, 0]]), nb).abs().max() == 0
@@ -110,7 +110,7 @@ def test_sampler_draws_offsets_from_the_potential():
     """A sharp potential pulls a leaf's offset next to an already revealed leaf: with the
     potential, sampled leaves keep its favourite distance to their revealed neighbours
     more often than without."""
-    model = with_pair(pair_rbf=(0.5, 4.0, 36))
+    model = with_pair(pair_grid=(0.5, 4.0, 36))
     with torch.no_grad():
         model.pair_potential.weight[:] = -1.0  # every distance costs, except ~1.5 cells
         model.pair_potential.weight[:, :, 10] = 2.0

@@ -60,11 +60,11 @@ class OctGenConfig:
             ``j`` already revealed in the level: ``p`` is the candidate position (cell
             centre, the offsets already drawn for the earlier axes, the candidate on
             this axis), ``p_j`` their exact positions, ``t, t_j`` the types, and ``U``
-            a radial-basis expansion with one weight vector per axis and type pair.
+            a learned piecewise-linear function per axis and type pair.
             Needs the autoregressive head. Bond lengths are read straight from
             distances instead of through attention.
-        pair_rbf: (first centre, last centre, count) of the pair potential's Gaussian
-            radial basis, in finest cells (width: the centre spacing).
+        pair_grid: (first knot, last knot, count) of the pair potential's
+            piecewise-linear functions, in finest cells (0 outside the knots).
         version: config format version (1: before ``payload_head`` / ``num_sizes``).
     """
 
@@ -84,7 +84,7 @@ class OctGenConfig:
     payload_offset_fields: tuple[int, ...] = ()
     rope_max_freq: float = 1.0
     pair_potential_fields: tuple[int, ...] = ()
-    pair_rbf: tuple[float, float, int] = (3.0, 13.0, 51)
+    pair_grid: tuple[float, float, int] = (3.0, 13.0, 101)
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -94,15 +94,15 @@ class OctGenConfig:
                 0 <= f < len(self.payload_vocab_sizes) for f in self.payload_offset_fields)):
             raise ValueError("payload_offset_fields names 3 payload fields (x, y, z offsets) or none")
         self.pair_potential_fields = tuple(int(f) for f in self.pair_potential_fields)
-        self.pair_rbf = (float(self.pair_rbf[0]), float(self.pair_rbf[1]), int(self.pair_rbf[2]))
+        self.pair_grid = (float(self.pair_grid[0]), float(self.pair_grid[1]), int(self.pair_grid[2]))
         if self.pair_potential_fields:
             f = self.pair_potential_fields
             if len(f) != 3 or len(set(f)) != 3 or not all(0 < i < len(self.payload_vocab_sizes) for i in f):
                 raise ValueError("pair_potential_fields names 3 distinct payload fields after field 0 (the type)")
             if self.payload_head != "autoregressive":
                 raise ValueError("the pair potential needs payload_head 'autoregressive'")
-            if not (0 < self.pair_rbf[0] < self.pair_rbf[1] and self.pair_rbf[2] >= 2):
-                raise ValueError(f"pair_rbf is (first > 0, last > first, count >= 2), got {self.pair_rbf}")
+            if not (0 < self.pair_grid[0] < self.pair_grid[1] and self.pair_grid[2] >= 2):
+                raise ValueError(f"pair_grid is (first > 0, last > first, count >= 2), got {self.pair_grid}")
         if not self.rope_max_freq > 0:
             raise ValueError(f"rope_max_freq must be > 0, got {self.rope_max_freq}")
         if self.dim % self.n_heads:
@@ -123,7 +123,7 @@ class OctGenConfig:
         d["payload_vocab_sizes"] = list(self.payload_vocab_sizes)
         d["payload_offset_fields"] = list(self.payload_offset_fields)
         d["pair_potential_fields"] = list(self.pair_potential_fields)
-        d["pair_rbf"] = list(self.pair_rbf)
+        d["pair_grid"] = list(self.pair_grid)
         return d
 
     @classmethod

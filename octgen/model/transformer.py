@@ -253,14 +253,14 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
                  num_sizes: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
-                 pair_potential_fields: tuple = (), pair_rbf: tuple = (3.0, 13.0, 51), version: int = 1):
+                 pair_potential_fields: tuple = (), pair_grid: tuple = (3.0, 13.0, 101), version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
                            num_classes=num_classes, cond_dim=cond_dim, n_prefix=n_prefix, dropout=dropout,
                            payload_head=payload_head, num_sizes=num_sizes,
                            payload_offset_fields=tuple(payload_offset_fields), rope_max_freq=rope_max_freq,
-                           pair_potential_fields=tuple(pair_potential_fields), pair_rbf=tuple(pair_rbf),
+                           pair_potential_fields=tuple(pair_potential_fields), pair_grid=tuple(pair_grid),
                            version=version)
         self.cfg = cfg
         self.level_embed = nn.Embedding(depth + 1, dim)
@@ -285,7 +285,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             self.payload_prev_embeds = None
             self.payload_heads = nn.ModuleList(nn.Linear(dim, v) for v in cfg.payload_vocab_sizes)
         self.pair_potential = (PairPotential(cfg.payload_vocab_sizes[0], cfg.pair_potential_fields,
-                                             cfg.payload_vocab_sizes, cfg.pair_rbf)
+                                             cfg.payload_vocab_sizes, cfg.pair_grid)
                                if cfg.pair_potential_fields else None)
         self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta, rope_max_freq),
                              persistent=False)
