@@ -102,7 +102,7 @@ class PairPotential(nn.Module):
         self.vocab = tuple(vocab)
         self.first, self.count = float(grid[0]), int(grid[2])
         self.spacing = (float(grid[1]) - self.first) / (self.count - 1)
-        self.weight = nn.Parameter(torch.zeros(3, n_types * n_types, n))
+        self.weight = nn.Parameter(torch.zeros(3, n_types * n_types, self.count))
 
     def logits(self, field: int, prev_KF: torch.Tensor, nb: LeafNeighbours) -> torch.Tensor:
         """(K, V) extra logits of offset field ``field``, given the values of the
