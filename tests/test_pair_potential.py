@@ -77,6 +77,16 @@ def test_potential_prefers_the_bin_at_its_favourite_distance():
     assert int(lg.argmax()) == int((dist - 2.0).abs().argmin())
     expected = GAIN * (1 - (dist - 2.0).abs() / pp.spacing).clamp(min=0)  # the hat of knot 20
     assert torch.allclose(lg.float(), expected.float(), atol=1e-5)
+    # on the last knot exactly (and just past it: 0)
+    last = torch.zeros(1, 2, 3)
+    last[0, 0] = nb.centre_K3[0] + torch.tensor([0.5 / 8 - 0.5 + 3.0, 0.0, 0.0])  # 3.0 cells from bin 0
+    with torch.no_grad():
+        pp.weight[0, 1, 40] = 3.0
+    far = type(nb)(nb.centre_K3, last, nb.type_KL, nb.valid_KL)
+    lg_far = pp.logits(1, torch.tensor([[0, 0, 0, 0]]), far)[0]
+    assert torch.isfinite(lg_far).all() and abs(float(lg_far[0]) - 3.0 * GAIN) < 1e-6 and float(lg_far[1]) == 0.0
+    with torch.no_grad():
+        pp.weight[0, 1, 40] = 0.0
     # another target type or the invalid neighbour: no effect
     assert pp.logits(1, torch.tensor([[2, 0, 0, 0]]), nb).abs().max() == 0
     # the y axis uses the x offset already drawn: moving x changes the y logits

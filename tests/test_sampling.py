@@ -103,6 +103,18 @@ def test_one_token_per_step_uses_level_size_steps():
     assert stats["steps"] == tokens[0].tokens_per_level()
 
 
+@pytest.mark.parametrize("leaf_steps", [None, 2])
+def test_leaf_steps_apply_to_the_leaf_level_only(leaf_steps):
+    model = tiny()
+    tokens, stats = OctreeSampler(model, SamplerConfig(steps=3, leaf_steps=leaf_steps)).sample(
+        1, generator=torch.Generator().manual_seed(0), return_stats=True)
+    sizes = tokens[0].tokens_per_level()
+    assert stats["steps"][:-1] == [min(3, n) for n in sizes[:-1]]
+    assert stats["steps"][-1] == (sizes[-1] if leaf_steps is None else min(2, sizes[-1]))
+    with pytest.raises(ValueError, match="leaf_steps"):
+        SamplerConfig(leaf_steps=-1)
+
+
 def _run_level(remask: bool):
     """Three greedy steps on a 4-token level (one field, 2 values) where a token
     revealed at step 0 is less confident than two tokens sampled at step 1."""

@@ -122,9 +122,8 @@ class PairPotential(nn.Module):
             dist_KVL = torch.cdist(pos_KV3, nb.pos_KL3.to(dt), compute_mode="donot_use_mm_for_euclid_dist")
             t = (dist_KVL - self.first) / self.spacing  # position in knots
             inside = (t >= 0) & (t <= self.count - 1) & nb.valid_KL[:, None, :]
-            t = t.clamp(0, self.count - 1 - 1e-6)
-            i0 = t.floor().long()
-            frac = t - i0
+            i0 = t.floor().long().clamp(0, self.count - 2)  # the knot pair (i0, i0 + 1) around t
+            frac = (t - i0).clamp(0, 1)
             pair_KL = prev_KF[:, :1].clamp(0, self.n_types - 1) * self.n_types + nb.type_KL.clamp(0, self.n_types - 1)
             at = (pair_KL * self.count)[:, None, :] + i0  # (K, V, L) index into the flat knot table
             w = self.weight[a].to(dt).reshape(-1)

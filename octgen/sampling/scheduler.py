@@ -48,6 +48,9 @@ class SamplerConfig:
         precision: ``"fp32"``, or ``"bf16"`` to run the model under bfloat16
             autocast (faster on CPUs with AVX-512 BF16 / AMX and on GPUs; the
             tokens can differ from fp32's).
+        leaf_steps: iterations at the leaf (payload) level: 0 = ``steps``, None =
+            one token per step, N = N steps. Atoms placed by a pair potential fit
+            the atoms revealed before them, so the leaf level gains from more steps.
     """
 
     steps: int | None = 8
@@ -60,6 +63,7 @@ class SamplerConfig:
     use_cache: bool = True
     confidence: str = "logp"
     precision: str = "fp32"
+    leaf_steps: int | None = 0
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -68,6 +72,8 @@ class SamplerConfig:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.steps is not None and int(self.steps) < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
+        if self.leaf_steps is not None and int(self.leaf_steps) < 0:
+            raise ValueError(f"leaf_steps must be >= 0 (0: as steps) or None, got {self.leaf_steps}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError("temperature must be >= 0, top_p in (0, 1], top_k >= 0")
 
@@ -161,11 +167,14 @@ class LevelScheduler:
         self.config = config
         self.num_steps = 0
 
-    def set_level(self, valid_BN: torch.Tensor) -> int:
-        """Prepare the schedule for a level with ``valid_BN`` real tokens; returns S."""
+    def set_level(self, valid_BN: torch.Tensor, leaf: bool = False) -> int:
+        """Prepare the schedule for a level with ``valid_BN`` real tokens (the leaf
+        level when ``leaf``: ``leaf_steps`` applies); returns S."""
         n_B = valid_BN.sum(1).cpu()
         n_max = int(n_B.max()) if n_B.numel() else 0
         steps = self.config.steps
+        if leaf and self.config.leaf_steps != 0:
+            steps = self.config.leaf_steps
         self.num_steps = max(1, n_max if steps is None else min(int(steps), n_max))
         self.remaining_SB = masked_counts(n_B, self.num_steps).to(valid_BN.device)
         self.valid_BN = valid_BN
