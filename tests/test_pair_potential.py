@@ -154,3 +154,81 @@ def test_init_from_a_saved_transformer(tmp_path):
         init_transformer_from(wider, tmp_path)
     with pytest.raises(InputError, match="no transformer weights"):
         init_transformer_from(model, tmp_path / "nowhere")
+
+
+def with_both(**kw):
+    return tiny_model(PAYLOAD, payload_head="autoregressive", pair_potential_fields=FIELDS,
+                      structure_potential_levels=2, **kw)
+
+
+def test_structure_neighbours_are_the_children_drawn_in_the_same_probe_level():
+    """Children centres agree with the octree's own child keys, and only unmasked
+    probe nodes of the target's level count (clean copies and other levels do not)."""
+    from octgen.model.pair import structure_neighbours
+    from octgen.octree import key_to_xyz, xyz_to_centres
+
+    D = 3
+    # level-2 nodes at keys 5 and 9 (masks 0b00010001, 0b10000000), a level-1 node, the same
+    # level-2 node twice more: once as a clean copy, once masked (the target)
+    keys = torch.tensor([1, 5, 9, 5, 5])
+    lv = torch.tensor([[1, 2, 2, 2, 2]])
+    tok = torch.tensor([[3, 0b00010001, 0b10000000, 0b00000010, 0]])
+    masked = torch.tensor([[False, False, False, False, True]])
+    probe = torch.tensor([[True, True, True, False, True]])
+    centre = torch.stack([xyz_to_centres(key_to_xyz(keys[i:i + 1]), int(lv[0, i]))[0] for i in range(5)])[None]
+    target = masked.clone()
+    nb = structure_neighbours(lv, masked, centre, tok, probe, target, D, first_level=1)
+    got = {tuple(p.tolist()) for p, ok in zip(nb.pos_KM3[0], nb.valid_KM[0]) if ok}
+    want = set()
+    for key, mask in ((5, 0b00010001), (9, 0b10000000)):
+        for k in range(8):
+            if mask >> k & 1:
+                cells = (xyz_to_centres(key_to_xyz(torch.tensor([key << 3 | k])), 3)[0] + 1) * 4
+                want.add(tuple(cells.float().tolist()))
+    assert got == want
+    own = {tuple(((xyz_to_centres(key_to_xyz(torch.tensor([5 << 3 | k])), 3)[0] + 1) * 4).float().tolist())
+           for k in range(8)}
+    assert {tuple(c.tolist()) for c in nb.children_K83[0]} == own
+    assert nb.active_K.tolist() == [True]
+
+
+def test_structure_potential_scores_masks_by_their_children():
+    model = with_both(structure_grid=(0.0, 4.0, 17))
+    sp = model.structure_potential
+    from octgen.model.pair import StructureNeighbours
+
+    children = torch.tensor([[[float(k >> 2 & 1), float(k >> 1 & 1), float(k & 1)] for k in range(8)]]) + 0.5
+    pos = torch.tensor([[[3.5, 0.5, 0.5]]])  # one placed child, 2 cells from slot 4 (x = 1.5)
+    nb = StructureNeighbours(torch.tensor([2]), children.double(), pos.double(), torch.tensor([[True]]),
+                             torch.tensor([True]))
+    with torch.no_grad():
+        sp.weight[1, 8] = 1.0  # level 2 (the finest structure level): likes 2.0 cells (knot 8)
+    lg = sp.logits(nb)[0]
+    assert lg.shape == (255,)
+    # slot 4 at 2.0 cells: 1; slots 5, 6 at sqrt(5): 1 - 0.236 / 0.25; slot 7 at sqrt(6) and slots 0-3: 0
+    assert int(lg.argmax()) + 1 == 0b01110000
+    assert torch.isclose(lg[0b01110000 - 1], torch.tensor(GAIN * (1 + 2 * (1 - (5 ** 0.5 - 2) / 0.25)), dtype=lg.dtype))
+    assert torch.isclose(lg[0b00010000 - 1], torch.tensor(GAIN, dtype=lg.dtype))   # slot 4 alone: 2.0 cells
+    assert lg[0b00000001 - 1] == 0  # slot 0 is 3 cells away
+    inactive = StructureNeighbours(nb.level_K, nb.children_K83, nb.pos_KM3, nb.valid_KM, torch.tensor([False]))
+    assert sp.logits(inactive).abs().max() == 0
+
+
+def test_structure_potential_zero_init_and_gradients():
+    plain = tiny_model(PAYLOAD, payload_head="autoregressive")
+    model = with_both()
+    missing, _ = model.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["pair_potential.weight", "structure_potential.weight"]
+    data = synthetic_seqs(PAYLOAD, 4, 20, seed=2)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(0))
+    l0, _ = masked_token_loss(plain, batch)
+    model.train()
+    l1, _ = masked_token_loss(model, batch)
+    assert torch.allclose(l0, l1)
+    l1.backward()
+    assert model.structure_potential.weight.grad.abs().sum() > 0
+    cfg = SamplerConfig(steps=3, temperature=1.0)
+    a = OctreeSampler(plain, cfg).sample(3, torch.Generator().manual_seed(5))
+    b = OctreeSampler(model.eval(), cfg).sample(3, torch.Generator().manual_seed(5))
+    assert all(torch.equal(x.payload, y.payload) and all(torch.equal(s, t) for s, t in zip(x.structure, y.structure))
+               for x, y in zip(a, b))

@@ -65,6 +65,12 @@ class OctGenConfig:
             distances instead of through attention.
         pair_grid: (first knot, last knot, count) of the pair potential's
             piecewise-linear functions, in finest cells (0 outside the knots).
+        structure_potential_levels: how many of the finest structure levels
+            (``depth - n .. depth - 1``) get a learned potential on their child
+            masks: each candidate child scores its distances to the children of
+            the nodes of its level already drawn (:class:`~octgen.model.pair.StructurePotential`).
+            0: off.
+        structure_grid: (first knot, last knot, count) of those potentials, in finest cells.
         version: config format version (1: before ``payload_head`` / ``num_sizes``).
     """
 
@@ -85,6 +91,8 @@ class OctGenConfig:
     rope_max_freq: float = 1.0
     pair_potential_fields: tuple[int, ...] = ()
     pair_grid: tuple[float, float, int] = (3.0, 13.0, 101)
+    structure_potential_levels: int = 0
+    structure_grid: tuple[float, float, int] = (0.0, 16.0, 65)
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -103,6 +111,13 @@ class OctGenConfig:
                 raise ValueError("the pair potential needs payload_head 'autoregressive'")
             if not (0 < self.pair_grid[0] < self.pair_grid[1] and self.pair_grid[2] >= 2):
                 raise ValueError(f"pair_grid is (first > 0, last > first, count >= 2), got {self.pair_grid}")
+        self.structure_grid = (float(self.structure_grid[0]), float(self.structure_grid[1]),
+                               int(self.structure_grid[2]))
+        if not 0 <= self.structure_potential_levels <= self.depth:
+            raise ValueError(f"structure_potential_levels must be in 0..depth, got {self.structure_potential_levels}")
+        if self.structure_potential_levels and not (0 <= self.structure_grid[0] < self.structure_grid[1]
+                                                    and self.structure_grid[2] >= 2):
+            raise ValueError(f"structure_grid is (first >= 0, last > first, count >= 2), got {self.structure_grid}")
         if not self.rope_max_freq > 0:
             raise ValueError(f"rope_max_freq must be > 0, got {self.rope_max_freq}")
         if self.dim % self.n_heads:
@@ -124,6 +139,7 @@ class OctGenConfig:
         d["payload_offset_fields"] = list(self.payload_offset_fields)
         d["pair_potential_fields"] = list(self.pair_potential_fields)
         d["pair_grid"] = list(self.pair_grid)
+        d["structure_grid"] = list(self.structure_grid)
         return d
 
     @classmethod

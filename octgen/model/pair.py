@@ -129,3 +129,109 @@ class PairPotential(nn.Module):
             w = self.weight[a].to(dt).reshape(-1)
             u_KVL = w[at] * (1 - frac) + w[at + 1] * frac
             return GAIN * torch.where(inside, u_KVL, torch.zeros_like(u_KVL)).sum(-1)
+
+
+# Child slot k of an octree node sits at (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1)
+# inside it (Morton order: the low bits of a key are its finest level, z lowest).
+_SLOT_XYZ = torch.tensor([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=torch.float32)
+# _MASK_BITS[k, c]: child mask c + 1 (structure class c) holds slot k.
+_MASK_BITS = torch.tensor([[((c + 1) >> k) & 1 for c in range(255)] for k in range(8)], dtype=torch.float32)
+
+
+@dataclass
+class StructureNeighbours:
+    """The children already placed around each target structure node of the finest
+    structure levels.
+
+    Attributes:
+        level_K: (K,) int64 target levels.
+        children_K83: (K, 8, 3) centres of the target's 8 candidate children, in finest cells.
+        pos_KM3: (K, M, 3) centres of the children of the revealed nodes of the
+            target's level and row (their child masks drawn).
+        valid_KM: (K, M) bool, False on padding, absent children and other levels.
+        active_K: (K,) bool, False for targets of coarser levels (no potential).
+    """
+
+    level_K: torch.Tensor
+    children_K83: torch.Tensor
+    pos_KM3: torch.Tensor
+    valid_KM: torch.Tensor
+    active_K: torch.Tensor
+
+
+def _children_centres(centre_N3: torch.Tensor, level_N: torch.Tensor, depth: int) -> torch.Tensor:
+    """(N, 8, 3) centres in finest cells of the 8 child slots of nodes at ``level_N``."""
+    cells = (centre_N3.float() + 1.0) * (0.5 * (1 << depth))
+    half = (2.0 ** (depth - level_N.float() - 1))[:, None, None]  # child edge in finest cells
+    return cells[:, None, :] + (_SLOT_XYZ.to(cells.device) - 0.5) * half
+
+
+def structure_neighbours(level_BT: torch.Tensor, masked_BT: torch.Tensor, centre_BT3: torch.Tensor,
+                         token_BT: torch.Tensor, probe_BT: torch.Tensor | None, target_BT: torch.Tensor,
+                         depth: int, first_level: int) -> StructureNeighbours:
+    """Targets (row-major order) and the children of the revealed nodes of their
+    level: in a training batch the unmasked nodes of the same probe level (the clean
+    copies are invisible to a probe, and skipped), in the sampler the nodes of the
+    level drawn so far. Only levels ``first_level..depth-1`` take part."""
+    lv = level_BT
+    revealed = (lv >= first_level) & (lv < depth) & ~masked_BT
+    if probe_BT is not None:
+        revealed = revealed & probe_BT
+    n = max(1, int(revealed.sum(1).max()))
+    order = (~revealed).to(torch.int8).argsort(dim=1, stable=True)[:, :n]
+    g_lv = lv.gather(1, order)
+    g_ok = revealed.gather(1, order)
+    g_tok = token_BT.gather(1, order).clamp(0, 255)
+    g_centre = centre_BT3.gather(1, order[..., None].expand(-1, -1, 3))
+    B = lv.shape[0]
+    kids = _children_centres(g_centre.reshape(-1, 3), g_lv.reshape(-1).clamp(min=0), depth).view(B, n * 8, 3)
+    has = ((g_tok[..., None] >> torch.arange(8, device=lv.device)) & 1).bool() & g_ok[..., None]
+    kid_level = g_lv[..., None].expand(-1, -1, 8).reshape(B, n * 8)
+    b = target_BT.nonzero()[:, 0]
+    t_level = lv[target_BT]
+    active = (t_level >= first_level) & (t_level < depth)
+    children = _children_centres(centre_BT3[target_BT], t_level.clamp(min=0), depth)
+    valid = has.reshape(B, n * 8)[b] & (kid_level[b] == t_level[:, None]) & active[:, None]
+    return StructureNeighbours(t_level, children, kids[b], valid, active)
+
+
+class StructurePotential(nn.Module):
+    """Per-level piecewise-linear potentials over the distances between a node's
+    candidate children and the children already placed in its level.
+
+    A structure node of level d (one of the ``levels`` finest structure levels)
+    chooses a child mask; slot k gets the energy ``e_k = sum_j U_d(|c_k - c_j|)``
+    over the children ``c_j`` of the level's revealed nodes (centres in finest
+    cells), and mask ``m`` the extra logit ``sum_{k in m} e_k``. So where an atom
+    may sit relative to the atoms already placed is read from distances, at every
+    level where a cell is about a bond long or smaller. Knots start at zero.
+
+    Args:
+        depth: octree depth D (leaves); structure levels are 0..D-1.
+        levels: how many of the finest structure levels (D-levels..D-1) get it.
+        grid: (first knot, last knot, count) in finest cells.
+    """
+
+    def __init__(self, depth: int, levels: int, grid: tuple[float, float, int]):
+        super().__init__()
+        self.depth, self.first_level = depth, depth - levels
+        self.first, self.count = float(grid[0]), int(grid[2])
+        self.spacing = (float(grid[1]) - self.first) / (self.count - 1)
+        self.weight = nn.Parameter(torch.zeros(levels, self.count))
+
+    def logits(self, nb: StructureNeighbours) -> torch.Tensor:
+        """(K, 255) extra logits of the targets' child masks (0 for inactive targets)."""
+        dt = torch.float64 if self.weight.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=nb.pos_KM3.device.type, enabled=False):
+            dist_K8M = torch.cdist(nb.children_K83.to(dt), nb.pos_KM3.to(dt),
+                                   compute_mode="donot_use_mm_for_euclid_dist")
+            t = (dist_K8M - self.first) / self.spacing
+            inside = (t >= 0) & (t <= self.count - 1) & nb.valid_KM[:, None, :]
+            i0 = t.floor().long().clamp(0, self.count - 2)
+            frac = (t - i0).clamp(0, 1)
+            row = (nb.level_K - self.first_level).clamp(0, self.weight.shape[0] - 1) * self.count
+            at = row[:, None, None] + i0
+            w = self.weight.to(dt).reshape(-1)
+            u = w[at] * (1 - frac) + w[at + 1] * frac
+            e_K8 = torch.where(inside, u, torch.zeros_like(u)).sum(-1) * nb.active_K[:, None]
+            return GAIN * e_K8 @ _MASK_BITS.to(device=e_K8.device, dtype=dt)

@@ -31,6 +31,10 @@ padding with level -1.
   get a learned potential of its distances to the revealed leaves of its level
   (:mod:`octgen.model.pair`); the caller passes those leaves as
   :class:`~octgen.model.pair.LeafNeighbours` (:meth:`OctGenTransformer.neighbours`).
+  With ``structure_potential_levels`` the child masks of the finest structure
+  levels get the same kind of term over the distances between candidate children
+  and the children already drawn in the level
+  (:meth:`OctGenTransformer.structure_neighbours`).
 - Size: with ``num_sizes > 0`` the prefix holds one more token, the embedding of
   the leaf count (clipped), so generation knows the size it must reach.
 """
@@ -45,7 +49,8 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .config import OctGenConfig
-from .pair import LeafNeighbours, PairPotential, leaf_neighbours
+from .pair import (LeafNeighbours, PairPotential, StructureNeighbours, StructurePotential, leaf_neighbours,
+                   structure_neighbours)
 
 PREFIX_LEVEL = -1
 PAD_LEVEL = -2
@@ -253,7 +258,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
                  num_sizes: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
-                 pair_potential_fields: tuple = (), pair_grid: tuple = (3.0, 13.0, 101), version: int = 1):
+                 pair_potential_fields: tuple = (), pair_grid: tuple = (3.0, 13.0, 101),
+                 structure_potential_levels: int = 0, structure_grid: tuple = (0.0, 16.0, 65), version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
@@ -261,7 +267,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
                            payload_head=payload_head, num_sizes=num_sizes,
                            payload_offset_fields=tuple(payload_offset_fields), rope_max_freq=rope_max_freq,
                            pair_potential_fields=tuple(pair_potential_fields), pair_grid=tuple(pair_grid),
-                           version=version)
+                           structure_potential_levels=structure_potential_levels,
+                           structure_grid=tuple(structure_grid), version=version)
         self.cfg = cfg
         self.level_embed = nn.Embedding(depth + 1, dim)
         self.structure_embed = nn.Embedding(NUM_STRUCTURE_CLASSES + 1, dim)  # index = child mask 1..255
@@ -287,6 +294,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         self.pair_potential = (PairPotential(cfg.payload_vocab_sizes[0], cfg.pair_potential_fields,
                                              cfg.payload_vocab_sizes, cfg.pair_grid)
                                if cfg.pair_potential_fields else None)
+        self.structure_potential = (StructurePotential(depth, cfg.structure_potential_levels, cfg.structure_grid)
+                                    if cfg.structure_potential_levels else None)
         self.register_buffer("rope_freqs", _rope_frequencies(dim // n_heads, rope_theta, rope_max_freq),
                              persistent=False)
         self.apply(self._init_weights)
@@ -445,9 +454,24 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         return h
 
     # ------------------------------------------------------------------ heads
-    def structure_logits(self, h_NC: torch.Tensor) -> torch.Tensor:
-        """(..., 255) logits; class ``c`` is child mask ``c + 1``."""
-        return self.structure_head(h_NC)
+    def structure_logits(self, h_NC: torch.Tensor, neighbours: StructureNeighbours | None = None) -> torch.Tensor:
+        """(..., 255) logits; class ``c`` is child mask ``c + 1``. A model with a
+        structure potential needs the nodes' ``neighbours`` (N flat nodes,
+        :meth:`structure_neighbours`)."""
+        logits = self.structure_head(h_NC)
+        if self.structure_potential is not None:
+            if neighbours is None:
+                raise ValueError("this model has a structure potential: pass the nodes' neighbours")
+            logits = logits + self.structure_potential.logits(neighbours).to(logits.dtype)
+        return logits
+
+    def structure_neighbours(self, nodes: NodeInputs, target_BT: torch.Tensor) -> StructureNeighbours | None:
+        """The children already drawn around each target structure node of ``nodes``
+        (row-major order), or None without a structure potential."""
+        if self.structure_potential is None:
+            return None
+        return structure_neighbours(nodes.level_BT, nodes.masked_BT, nodes.centre_BT3, nodes.token_BT,
+                                    nodes.probe_BT, target_BT, self.depth, self.structure_potential.first_level)
 
     def neighbours(self, nodes: NodeInputs, target_BT: torch.Tensor) -> LeafNeighbours | None:
         """The revealed leaves each target leaf of ``nodes`` is scored against by the

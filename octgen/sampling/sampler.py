@@ -82,9 +82,14 @@ class OctreeSampler:
         masked_BN = nodes.masked_BT
         N = masked_BN.shape[1]
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
-        if not leaf or model.payload_prev_embeds is None:
-            logits = model.payload_logits(h_RNC) if leaf else [model.structure_logits(h_RNC)]
-            logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in logits]
+        if not leaf:
+            logits = self._guide(model.structure_head(h_RNC), guided, B).reshape(B * N, -1)[flat]
+            nb = model.structure_neighbours(nodes, masked_BN)
+            if nb is not None:
+                logits = logits + model.structure_potential.logits(nb).to(logits.dtype)
+            return sample_fields([logits], cfg, generator)
+        if model.payload_prev_embeds is None:
+            logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in model.payload_logits(h_RNC)]
             return sample_fields(logits, cfg, generator)
         h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
         values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)

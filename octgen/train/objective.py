@@ -157,7 +157,7 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     losses = []
     s_loss = p_loss = torch.zeros((), device=h_BTC.device)
     if s_idx.any():
-        logits = model.structure_logits(h_BTC[s_idx]).float()
+        logits = model.structure_logits(h_BTC[s_idx], model.structure_neighbours(batch, s_idx)).float()
         s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
         losses.append(s_tok)
         s_loss = s_tok.mean()
