@@ -198,3 +198,74 @@ def test_given_levels_must_fit():
     short = type(src[0])([src[0].structure[0], src[0].structure[1][:-1], *src[0].structure[2:]], src[0].payload)
     with pytest.raises(ValueError, match="level 1 has"):  # fewer nodes than the root's mask implies
         sampler.sample(2, given=[short, src[1]], given_levels=2)
+
+
+def _brute_force_pairs(logits, total, temperature=1.0):
+    """Exact conditional distribution of two independent masks given their children add up to total."""
+    from octgen.sampling.scheduler import _POPCOUNT
+
+    lp = (logits.double() / temperature).log_softmax(-1)
+    joint = lp[0][:, None] + lp[1][None, :]
+    ok = (_POPCOUNT[:, None] + _POPCOUNT[None, :]) == total
+    joint = torch.where(ok, joint, torch.full_like(joint, float("-inf")))
+    return joint
+
+
+@pytest.mark.parametrize("K,total", [(1, 3), (3, 5), (4, 4), (5, 17), (2, 16)])
+def test_masks_with_total_add_up(K, total):
+    from octgen.sampling.scheduler import _POPCOUNT, sample_masks_with_total
+
+    g = torch.Generator().manual_seed(K * 100 + total)
+    logits = torch.randn(K, 255, generator=g) * 3
+    for temperature in (1.0, 0.3, 0.0):
+        cfg = SamplerConfig(temperature=temperature)
+        classes = sample_masks_with_total(logits, total, cfg, g)
+        assert classes.shape == (K,) and int(_POPCOUNT[classes].sum()) == total
+    # out of reach: the nearest reachable total
+    assert int(_POPCOUNT[sample_masks_with_total(logits, 0, SamplerConfig(), g)].sum()) == K
+    assert int(_POPCOUNT[sample_masks_with_total(logits, 99, SamplerConfig(), g)].sum()) == 8 * K
+
+
+def test_masks_with_total_sample_the_exact_conditional():
+    """Two nodes: the greedy answer is the most likely admissible pair, and sampled
+    pairs follow the brute-force conditional distribution (child count of node 0)."""
+    from octgen.sampling.scheduler import _POPCOUNT, sample_masks_with_total
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 255, generator=g) * 2
+    total = 6
+    joint = _brute_force_pairs(logits, total)
+    best = int(joint.flatten().argmax())
+    greedy = sample_masks_with_total(logits, total, SamplerConfig(temperature=0.0), g)
+    assert greedy.tolist() == [best // 255, best % 255]
+    probs = joint.flatten().softmax(0).view(255, 255)
+    want = torch.zeros(8, dtype=torch.float64)
+    for c in range(1, 9):
+        want[c - 1] = probs[_POPCOUNT == c].sum()
+    n = 3000
+    got = torch.zeros(8, dtype=torch.float64)
+    for _ in range(n):
+        got[int(_POPCOUNT[sample_masks_with_total(logits, total, SamplerConfig(), g)[0]]) - 1] += 1
+    assert (got / n - want).abs().max() < 0.03, (got / n, want)
+
+
+def test_size_level_makes_the_level_hold_the_asked_children():
+    """With ``size_level`` the children of that level add up to each row's size
+    whenever the last nodes revealed can reach it (one step: all of the level)."""
+    torch.manual_seed(0)
+    model = OctGenTransformer.from_octgen_config(OctGenConfig(
+        depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=2, n_heads=2, num_sizes=40)).double()
+    sizes = torch.tensor([3, 9, 14, 20, 30, 6])
+    cond = Condition(size_B=sizes)
+    hits = 0
+    for size_level in (None, 2):
+        toks = OctreeSampler(model, SamplerConfig(steps=1, size_level=size_level)).sample(
+            6, torch.Generator().manual_seed(4), cond)
+        for t, n in zip(toks, sizes.tolist()):
+            nodes = len(t.structure[2])
+            children = int(sum(bin(int(m)).count("1") for m in t.structure[2]))
+            assert children == len(t.payload)  # level 2's children are the leaves (depth 3)
+            if size_level is not None:
+                assert children == min(max(n, nodes), 8 * nodes)
+                hits += children == n
+    assert hits >= 3

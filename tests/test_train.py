@@ -145,8 +145,9 @@ def test_shipped_configs_build_the_shipped_models():
             model = build_model(c, modality, tok, depth, settings)
         n = sum(p.numel() for p in model.parameters())
         shipped = root / "checkpoints" / path.stem
-        if not shipped.exists():
-            assert c.dataset == "qm9" and n == MODEL_SIZES[c.model_size]["params_qm9"], path.name
+        if not shipped.exists():  # a named size as it is: the table's count; else it builds (above)
+            if not c.model:
+                assert c.dataset == "qm9" and n == MODEL_SIZES[c.model_size]["params_qm9"], path.name
             continue
         transformer = modality.transformer_of(model)
         config = OctGenConfig.from_dict(json.loads((shipped / "transformer" / "config.json").read_text()))

@@ -3,7 +3,7 @@ checkpoint on a validation seed range (disjoint from the reported benchmark's se
 
 Each ``--setting`` is a comma-separated list of :class:`~octgen.sampling.SamplerConfig`
 overrides (``confidence=random,temperature=0.9``; ``steps=0`` means one token per
-step, ``leaf_steps=-1`` one atom per step at the leaf level); ``default`` is the checkpoint's own settings. Every setting samples the same
+step, ``leaf_steps=-1`` one atom per step at the leaf level, ``size_level=-1`` off); ``default`` is the checkpoint's own settings. Every setting samples the same
 number of molecules from the same seed and is scored without filtering.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ def parse_setting(text: str) -> dict:
         return {}
     types = {"steps": int, "temperature": float, "top_k": int, "top_p": float, "choice_temperature": float,
              "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str, "precision": str,
-             "leaf_steps": int}
+             "leaf_steps": int, "size_level": int}
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
@@ -45,6 +45,8 @@ def parse_setting(text: str) -> dict:
         out["steps"] = None
     if out.get("leaf_steps") == -1:
         out["leaf_steps"] = None
+    if out.get("size_level") == -1:
+        out["size_level"] = None
     try:
         SamplerConfig(**out)
     except ValueError as e:

@@ -25,7 +25,7 @@ import torch
 from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
 from ..octree import key_to_xyz, xyz_to_centres
 from ..tokenize.tokens import OctreeTokens
-from .scheduler import LevelScheduler, SamplerConfig, sample_field, sample_fields
+from .scheduler import LevelScheduler, SamplerConfig, sample_field, sample_fields, sample_masks_with_total
 
 
 def children_of_level(keys_BL: torch.Tensor, masks_BL: torch.Tensor, valid_BL: torch.Tensor):
@@ -83,11 +83,7 @@ class OctreeSampler:
         N = masked_BN.shape[1]
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
         if not leaf:
-            logits = self._guide(model.structure_head(h_RNC), guided, B).reshape(B * N, -1)[flat]
-            nb = model.structure_neighbours(nodes, masked_BN)
-            if nb is not None:
-                logits = logits + model.structure_potential.logits(nb).to(logits.dtype)
-            return sample_fields([logits], cfg, generator)
+            return sample_fields([self._structure_logits(h_RNC, nodes, guided, B)], cfg, generator)
         if model.payload_prev_embeds is None:
             logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in model.payload_logits(h_RNC)]
             return sample_fields(logits, cfg, generator)
@@ -101,6 +97,40 @@ class OctreeSampler:
             values[:, f] = v
             score = score + sc
         return values, score
+
+    def _structure_logits(self, h_RNC: torch.Tensor, nodes: NodeInputs, guided: bool, B: int) -> torch.Tensor:
+        """(K, 255) logits of the level's K masked structure nodes (row-major order):
+        guided, plus the structure potential of a model that has one."""
+        model = self.model
+        masked_BN = nodes.masked_BT
+        flat = masked_BN.reshape(-1).nonzero()[:, 0]
+        logits = self._guide(model.structure_head(h_RNC), guided, B).reshape(B * masked_BN.shape[1], -1)[flat]
+        nb = model.structure_neighbours(nodes, masked_BN)
+        if nb is not None:
+            logits = logits + model.structure_potential.logits(nb).to(logits.dtype)
+        return logits
+
+    def _fit_size(self, values_K1: torch.Tensor, h_RNC: torch.Tensor, nodes: NodeInputs, guided: bool, B: int,
+                  remaining_B: torch.Tensor, size_B: torch.Tensor, generator) -> torch.Tensor:
+        """``size_level``: rows that reveal their last nodes of the level in this step
+        get those nodes' masks drawn so that the level's children add up to the row's
+        size (:func:`sample_masks_with_total`); other rows keep ``values_K1``."""
+        masked = nodes.masked_BT
+        N = masked.shape[1]
+        rows = masked.reshape(-1).nonzero()[:, 0] // N
+        last = remaining_B.to(rows.device)[rows] == 0
+        if not last.any():
+            return values_K1
+        logits = self._structure_logits(h_RNC, nodes, guided, B)
+        revealed = nodes.level_BT.ge(0) & ~masked
+        pc = torch.tensor([bin(m).count("1") for m in range(256)], device=masked.device)
+        have_B = (pc[nodes.token_BT.clamp(0, 255)] * revealed).sum(1)
+        out = values_K1.clone()
+        for b in rows[last].unique().tolist():
+            pick = (rows == b) & last
+            out[pick, 0] = sample_masks_with_total(logits[pick], int(size_B[b]) - int(have_B[b]), self.config,
+                                                   generator).to(out.dtype)
+        return out
 
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
@@ -162,6 +192,7 @@ class OctreeSampler:
         else:
             cond_rows = cond
         R = 2 * B if guided else B
+        size_B = cond.size_B if cond is not None and cond.size_B is not None else None
         cache = model.start_cache(R, cond_rows) if cfg.use_cache else None
         sched = LevelScheduler(cfg)
         keys = torch.zeros(B, 1, dtype=torch.long, device=dev)
@@ -187,6 +218,8 @@ class OctreeSampler:
                 h = self._forward(nodes, finished, cache, cond_rows, guided)
                 stats["forwards"] += 1
                 values, score = self._draw(h, nodes, leaf, guided, B, generator)
+                if d == cfg.size_level and size_B is not None and not leaf:
+                    values = self._fit_size(values, h, nodes, guided, B, sched.remaining_SB[i], size_B, generator)
                 if not leaf:
                     tokens = tokens - 1  # structure classes are mask - 1
                 tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)

@@ -51,6 +51,13 @@ class SamplerConfig:
         leaf_steps: iterations at the leaf (payload) level: 0 = ``steps``, None =
             one token per step, N = N steps. Atoms placed by a pair potential fit
             the atoms revealed before them, so the leaf level gains from more steps.
+        size_level: for size-conditioned models, the structure level whose total
+            number of children is made equal to each row's size condition (its leaf
+            count): when a row reveals the last nodes of that level, their child masks
+            are drawn jointly, conditioned on the total
+            (:func:`sample_masks_with_total`). Right for molecules at level
+            ``depth - 2``, whose children are cells no two atoms can share, so their
+            count is the atom count. None: off.
     """
 
     steps: int | None = 8
@@ -64,6 +71,7 @@ class SamplerConfig:
     confidence: str = "logp"
     precision: str = "fp32"
     leaf_steps: int | None = 0
+    size_level: int | None = None
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -72,6 +80,8 @@ class SamplerConfig:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.steps is not None and int(self.steps) < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
+        if self.size_level is not None and int(self.size_level) < 0:
+            raise ValueError(f"size_level must be a structure level >= 0 or None, got {self.size_level}")
         if self.leaf_steps is not None and int(self.leaf_steps) < 0:
             raise ValueError(f"leaf_steps must be >= 0 (0: as steps) or None, got {self.leaf_steps}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
@@ -137,6 +147,70 @@ def sample_fields(field_logits: list[torch.Tensor], cfg: SamplerConfig,
         values.append(v)
         score = score + sc
     return torch.stack(values, 1), score
+
+
+_POPCOUNT = torch.tensor([bin(c + 1).count("1") for c in range(255)])  # children of structure class c
+
+
+def sample_masks_with_total(logits_KC: torch.Tensor, total: int, cfg: SamplerConfig,
+                            generator: torch.Generator | None) -> torch.Tensor:
+    """Child masks for K nodes drawn jointly so that their children add up to ``total``.
+
+    The nodes' distributions (temperature, top-k / top-p as in :func:`sample_field`)
+    are independent; this samples exactly from their product conditioned on the sum
+    of children: each node's distribution over its number of children (1..8), a
+    forward pass over the partial sums, a backward draw of each node's count, then
+    its mask among the masks with that count. A total below K or above 8K is moved
+    to the nearest reachable one. Temperature 0 takes the most likely configuration.
+
+    Args:
+        logits_KC: (K, 255) structure logits (class c is child mask c + 1).
+        total: children wanted in all.
+    Returns:
+        (K,) int64 structure classes.
+    """
+    K = logits_KC.shape[0]
+    if K == 0:
+        return torch.zeros(0, dtype=torch.long, device=logits_KC.device)
+    greedy = cfg.temperature == 0
+    lp = filter_logits(logits_KC.double() / (1.0 if greedy else cfg.temperature), cfg.top_k, cfg.top_p)
+    lp = lp.log_softmax(-1)
+    pc = _POPCOUNT.to(lp.device)
+    onehot = pc[None, :] == torch.arange(1, 9, device=lp.device)[:, None]  # (8, 255)
+    masked_lp = torch.where(onehot[None], lp[:, None, :], torch.full_like(lp[:, None, :], float("-inf")))
+    per_count = masked_lp.max(-1).values if greedy else masked_lp.logsumexp(-1)  # (K, 8): counts 1..8
+    total = min(max(int(total), K), 8 * K)
+    neg = float("-inf")
+    # alpha[j][s]: best / summed log-probability of the first j nodes having s children
+    alpha = [torch.full((8 * K + 1,), neg, dtype=lp.dtype, device=lp.device)]
+    alpha[0][0] = 0.0
+    for j in range(K):
+        shifted = torch.full((8, 8 * K + 1), neg, dtype=lp.dtype, device=lp.device)
+        for c in range(1, 9):
+            shifted[c - 1, c:] = alpha[j][:8 * K + 1 - c] + per_count[j, c - 1]
+        alpha.append(shifted.max(0).values if greedy else shifted.logsumexp(0))
+    counts = torch.zeros(K, dtype=torch.long)
+    s = total
+    for j in range(K - 1, -1, -1):
+        cs = torch.arange(1, 9)
+        prev = torch.tensor([alpha[j][s - c] if s - c >= 0 else neg for c in range(1, 9)], dtype=lp.dtype)
+        w = prev + per_count[j].cpu()
+        if greedy:
+            c = int(cs[w.argmax()])
+        else:
+            c = int(cs[torch.multinomial((w - w.max()).exp(), 1, generator=_cpu(generator))])
+        counts[j] = c
+        s -= c
+    masks = torch.where(onehot[counts - 1].to(lp.device), lp, torch.full_like(lp, neg))
+    if greedy:
+        return masks.argmax(-1)
+    probs = (masks - masks.max(-1, keepdim=True).values).exp()
+    return torch.multinomial(probs.float(), 1, generator=generator)[:, 0]
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator when it draws on the CPU (the backward pass draws there), else None."""
+    return generator if generator is None or generator.device.type == "cpu" else None
 
 
 def masked_counts(n_B: torch.Tensor, num_steps: int) -> torch.Tensor:
