@@ -269,3 +269,20 @@ def test_size_level_makes_the_level_hold_the_asked_children():
                 assert children == min(max(n, nodes), 8 * nodes)
                 hits += children == n
     assert hits >= 3
+
+
+def test_leaf_temperature_applies_to_the_payload_only():
+    """Greedy payload (leaf_temperature 0) under a hot structure: the structure is the
+    one temperature 5 draws, the payload what a greedy sampler puts on that structure."""
+    model = tiny()
+    hot = OctreeSampler(model, SamplerConfig(steps=2, temperature=5.0)).sample(3, torch.Generator().manual_seed(2))
+    mixed = OctreeSampler(model, SamplerConfig(steps=2, temperature=5.0, leaf_temperature=0.0)).sample(
+        3, torch.Generator().manual_seed(2))
+    for a, b in zip(hot, mixed):
+        assert all(torch.equal(x, y) for x, y in zip(a.structure, b.structure))
+    greedy = OctreeSampler(model, SamplerConfig(steps=2, temperature=0.0)).sample(
+        3, torch.Generator().manual_seed(9), given=mixed, given_levels=model.depth)
+    assert all(torch.equal(a.payload, b.payload) for a, b in zip(mixed, greedy))
+    assert not all(torch.equal(a.payload, b.payload) for a, b in zip(hot, mixed))
+    with pytest.raises(ValueError, match="leaf_temperature"):
+        SamplerConfig(leaf_temperature=-1.0)

@@ -30,7 +30,7 @@ def parse_setting(text: str) -> dict:
         return {}
     types = {"steps": int, "temperature": float, "top_k": int, "top_p": float, "choice_temperature": float,
              "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str, "precision": str,
-             "leaf_steps": int, "size_level": int}
+             "leaf_steps": int, "size_level": int, "leaf_temperature": float}
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")

@@ -19,6 +19,7 @@ gives both; logits are ``u + w (c - u)``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 
@@ -84,6 +85,8 @@ class OctreeSampler:
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
         if not leaf:
             return sample_fields([self._structure_logits(h_RNC, nodes, guided, B)], cfg, generator)
+        if cfg.leaf_temperature is not None:
+            cfg = replace(cfg, temperature=cfg.leaf_temperature)
         if model.payload_prev_embeds is None:
             logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in model.payload_logits(h_RNC)]
             return sample_fields(logits, cfg, generator)

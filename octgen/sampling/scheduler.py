@@ -51,6 +51,8 @@ class SamplerConfig:
         leaf_steps: iterations at the leaf (payload) level: 0 = ``steps``, None =
             one token per step, N = N steps. Atoms placed by a pair potential fit
             the atoms revealed before them, so the leaf level gains from more steps.
+        leaf_temperature: the temperature of the leaf level's payload (atoms'
+            element and offsets, shape codes' bits); None: ``temperature``.
         size_level: for size-conditioned models, the structure level whose total
             number of children is made equal to each row's size condition (its leaf
             count): when a row reveals the last nodes of that level, their child masks
@@ -72,6 +74,7 @@ class SamplerConfig:
     precision: str = "fp32"
     leaf_steps: int | None = 0
     size_level: int | None = None
+    leaf_temperature: float | None = None
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -80,6 +83,8 @@ class SamplerConfig:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.steps is not None and int(self.steps) < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
+        if self.leaf_temperature is not None and not self.leaf_temperature >= 0:
+            raise ValueError(f"leaf_temperature must be >= 0 or None, got {self.leaf_temperature}")
         if self.size_level is not None and int(self.size_level) < 0:
             raise ValueError(f"size_level must be a structure level >= 0 or None, got {self.size_level}")
         if self.leaf_steps is not None and int(self.leaf_steps) < 0:
