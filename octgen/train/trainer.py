@@ -6,8 +6,8 @@ modality offers (the shape VQ-VAE, the shape classifier: :mod:`octgen.train.job`
 multi-GPU / multi-node data parallelism and ``save_state`` / ``load_state``. The
 same code trains the shipped CPU model and a large model on a cluster:
 
-    octgen train configs/qm9-xs.json                       # one process (CPU or one GPU)
-    octgen train configs/qm9-xs.json --resume              # continue from the latest state
+    octgen train configs/qm9-xs-stage1.json                # one process (CPU or one GPU)
+    octgen train configs/qm9-xs-stage1.json --resume       # continue from the latest state
     accelerate launch --multi_gpu --num_processes 8 -m octgen.cli.main train CONFIG
     accelerate launch --num_machines 2 --machine_rank R --main_process_ip HOST \\
         --main_process_port 29500 --num_processes 16 -m octgen.cli.main train CONFIG
