@@ -127,6 +127,26 @@ def test_token_file_reader_gives_tokens_or_input_error(tmp_path, data):
         assert tokens.payload.shape[0] == tokens.octree().num_nodes(tokens.depth)
 
 
+@pytest.mark.parametrize("flag", ["method", "encrypted"])
+def test_token_file_with_an_unknown_zip_method_or_encryption_is_refused(tmp_path, flag):
+    """Found by the fuzzer above: a damaged compression-method field made zipfile raise
+    NotImplementedError (and an encryption flag RuntimeError) through the reader."""
+    data = bytearray(VALID_TOKENS)
+    for sig, method_at, flags_at in ((b"PK\x03\x04", 8, 6), (b"PK\x01\x02", 10, 8)):
+        at = data.find(sig)
+        while at >= 0:
+            if flag == "method":
+                data[at + method_at:at + method_at + 2] = (99).to_bytes(2, "little")
+            else:
+                data[at + flags_at] |= 0x01
+            at = data.find(sig, at + 4)
+    path = tmp_path / "bad.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as e:
+        OctreeTokens.load(path)
+    _one_line_naming(e.value, path)
+
+
 # --------------------------------------------------------------------------- molecule tokenizer
 
 TOK = MoleculeTokenizer()

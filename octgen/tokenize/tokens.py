@@ -107,7 +107,8 @@ class OctreeTokens:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
+            # NotImplementedError: an unknown compression method; RuntimeError: an encrypted member
             raise InputError(f"{path}: not a readable octgen token file ({type(e).__name__})") from None
         need = {"format_version", "level_sizes", "structure", "payload", "payload_kind", "meta_json"}
         if not need <= data.keys():
