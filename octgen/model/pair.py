@@ -52,14 +52,52 @@ class LeafNeighbours:
     valid_KL: torch.Tensor
 
 
+def _cells(centre_N3: torch.Tensor, depth: int) -> torch.Tensor:
+    """Cell centres in [-1, 1] as positions in finest cells (0 .. 2^depth)."""
+    return (centre_N3.float() + 1.0) * (0.5 * (1 << depth))
+
+
+def _revealed_first(revealed_BT: torch.Tensor) -> torch.Tensor:
+    """(B, L) positions of each row's revealed nodes first (stable), L the largest count."""
+    L = max(1, int(revealed_BT.sum(1).max()))
+    return (~revealed_BT).to(torch.int8).argsort(dim=1, stable=True)[:, :L]
+
+
+class _KnotTable(nn.Module):
+    """Piecewise-linear functions of a distance on evenly spaced knots (0 outside
+    them), stored as rows of one flat table; the subclasses own ``weight``."""
+
+    def __init__(self, grid: tuple[float, float, int]):
+        super().__init__()
+        self.first, self.count = float(grid[0]), int(grid[2])
+        self.spacing = (float(grid[1]) - self.first) / (self.count - 1)
+
+    def _lookup(self, dist: torch.Tensor, base: torch.Tensor, valid: torch.Tensor, dt) -> torch.Tensor:
+        """Sum over the last axis of the functions at ``dist``; ``base`` is the flat
+        table offset of each distance's row (broadcast), ``valid`` masks distances."""
+        t = (dist - self.first) / self.spacing  # position in knots
+        inside = (t >= 0) & (t <= self.count - 1) & valid
+        i0 = t.floor().long().clamp(0, self.count - 2)  # the knot pair (i0, i0 + 1) around t
+        frac = (t - i0).clamp(0, 1)
+        at = base + i0
+        w = self.weight.to(dt).reshape(-1)
+        u = w[at] * (1 - frac) + w[at + 1] * frac
+        return torch.where(inside, u, torch.zeros_like(u)).sum(-1)
+
+
+def offset_fractions(payload_BTP: torch.Tensor, offset_fields: tuple[int, ...],
+                     vocab: tuple[int, ...]) -> torch.Tensor:
+    """(B, T, 3) sub-cell offsets in cells (-0.5 .. 0.5): the bin centres of the
+    offset fields (equal bins across a finest cell)."""
+    bins = torch.tensor([vocab[f] for f in offset_fields], device=payload_BTP.device, dtype=torch.float32)
+    return (payload_BTP[..., list(offset_fields)].float() + 0.5) / bins - 0.5
+
+
 def exact_leaf_positions(centre_BT3: torch.Tensor, payload_BTP: torch.Tensor, depth: int,
                          offset_fields: tuple[int, ...], vocab: tuple[int, ...]) -> torch.Tensor:
     """(B, T, 3) positions in finest cells: cell centre (in [-1, 1]) moved by the
     bin centres of the offset fields."""
-    cells = (centre_BT3.float() + 1.0) * (0.5 * (1 << depth))
-    bins = torch.tensor([vocab[f] for f in offset_fields], device=cells.device, dtype=torch.float32)
-    frac = (payload_BTP[..., list(offset_fields)].float() + 0.5) / bins - 0.5
-    return cells + frac
+    return _cells(centre_BT3, depth) + offset_fractions(payload_BTP, offset_fields, vocab)
 
 
 def leaf_neighbours(level_BT: torch.Tensor, masked_BT: torch.Tensor, centre_BT3: torch.Tensor,
@@ -74,17 +112,15 @@ def leaf_neighbours(level_BT: torch.Tensor, masked_BT: torch.Tensor, centre_BT3:
     """
     revealed = (level_BT == depth) & ~masked_BT
     pos = exact_leaf_positions(centre_BT3, payload_BTP, depth, offset_fields, vocab)
-    L = max(1, int(revealed.sum(1).max()))
-    order = (~revealed).to(torch.int8).argsort(dim=1, stable=True)[:, :L]  # revealed first
+    order = _revealed_first(revealed)
     pos_BL3 = pos.gather(1, order[..., None].expand(-1, -1, 3))
     type_BL = payload_BTP[..., 0].gather(1, order)
     valid_BL = revealed.gather(1, order)
     b = target_BT.nonzero()[:, 0]
-    cells = (centre_BT3[target_BT].float() + 1.0) * (0.5 * (1 << depth))
-    return LeafNeighbours(cells, pos_BL3[b], type_BL[b], valid_BL[b])
+    return LeafNeighbours(_cells(centre_BT3[target_BT], depth), pos_BL3[b], type_BL[b], valid_BL[b])
 
 
-class PairPotential(nn.Module):
+class PairPotential(_KnotTable):
     """Per-axis, per-type-pair piecewise-linear potentials; see the module docstring.
 
     Args:
@@ -96,12 +132,10 @@ class PairPotential(nn.Module):
 
     def __init__(self, n_types: int, offset_fields: tuple[int, ...], vocab: tuple[int, ...],
                  grid: tuple[float, float, int]):
-        super().__init__()
+        super().__init__(grid)
         self.n_types = n_types
         self.offset_fields = tuple(offset_fields)
         self.vocab = tuple(vocab)
-        self.first, self.count = float(grid[0]), int(grid[2])
-        self.spacing = (float(grid[1]) - self.first) / (self.count - 1)
         self.weight = nn.Parameter(torch.zeros(3, n_types * n_types, self.count))
 
     def logits(self, field: int, prev_KF: torch.Tensor, nb: LeafNeighbours) -> torch.Tensor:
@@ -120,15 +154,10 @@ class PairPotential(nn.Module):
             pos_KV3 = (nb.centre_K3.to(dt) + off)[:, None, :].repeat(1, V, 1)
             pos_KV3[..., a] = pos_KV3[..., a] + cand_V
             dist_KVL = torch.cdist(pos_KV3, nb.pos_KL3.to(dt), compute_mode="donot_use_mm_for_euclid_dist")
-            t = (dist_KVL - self.first) / self.spacing  # position in knots
-            inside = (t >= 0) & (t <= self.count - 1) & nb.valid_KL[:, None, :]
-            i0 = t.floor().long().clamp(0, self.count - 2)  # the knot pair (i0, i0 + 1) around t
-            frac = (t - i0).clamp(0, 1)
             pair_KL = prev_KF[:, :1].clamp(0, self.n_types - 1) * self.n_types + nb.type_KL.clamp(0, self.n_types - 1)
-            at = (pair_KL * self.count)[:, None, :] + i0  # (K, V, L) index into the flat knot table
-            w = self.weight[a].to(dt).reshape(-1)
-            u_KVL = w[at] * (1 - frac) + w[at + 1] * frac
-            return GAIN * torch.where(inside, u_KVL, torch.zeros_like(u_KVL)).sum(-1)
+            # row of (axis a, type pair) in the flat table
+            base = (a * self.n_types * self.n_types + pair_KL) * self.count
+            return GAIN * self._lookup(dist_KVL, base[:, None, :], nb.valid_KL[:, None, :], dt)
 
 
 # Child slot k of an octree node sits at (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1)
@@ -161,7 +190,7 @@ class StructureNeighbours:
 
 def _children_centres(centre_N3: torch.Tensor, level_N: torch.Tensor, depth: int) -> torch.Tensor:
     """(N, 8, 3) centres in finest cells of the 8 child slots of nodes at ``level_N``."""
-    cells = (centre_N3.float() + 1.0) * (0.5 * (1 << depth))
+    cells = _cells(centre_N3, depth)
     half = (2.0 ** (depth - level_N.float() - 1))[:, None, None]  # child edge in finest cells
     return cells[:, None, :] + (_SLOT_XYZ.to(cells.device) - 0.5) * half
 
@@ -177,8 +206,8 @@ def structure_neighbours(level_BT: torch.Tensor, masked_BT: torch.Tensor, centre
     revealed = (lv >= first_level) & (lv < depth) & ~masked_BT
     if probe_BT is not None:
         revealed = revealed & probe_BT
-    n = max(1, int(revealed.sum(1).max()))
-    order = (~revealed).to(torch.int8).argsort(dim=1, stable=True)[:, :n]
+    order = _revealed_first(revealed)
+    n = order.shape[1]
     g_lv = lv.gather(1, order)
     g_ok = revealed.gather(1, order)
     g_tok = token_BT.gather(1, order).clamp(0, 255)
@@ -195,7 +224,7 @@ def structure_neighbours(level_BT: torch.Tensor, masked_BT: torch.Tensor, centre
     return StructureNeighbours(t_level, children, kids[b], valid, active)
 
 
-class StructurePotential(nn.Module):
+class StructurePotential(_KnotTable):
     """Per-level piecewise-linear potentials over the distances between a node's
     candidate children and the children already placed in its level.
 
@@ -213,10 +242,8 @@ class StructurePotential(nn.Module):
     """
 
     def __init__(self, depth: int, levels: int, grid: tuple[float, float, int]):
-        super().__init__()
+        super().__init__(grid)
         self.depth, self.first_level = depth, depth - levels
-        self.first, self.count = float(grid[0]), int(grid[2])
-        self.spacing = (float(grid[1]) - self.first) / (self.count - 1)
         self.weight = nn.Parameter(torch.zeros(levels, self.count))
 
     def logits(self, nb: StructureNeighbours) -> torch.Tensor:
@@ -225,13 +252,6 @@ class StructurePotential(nn.Module):
         with torch.autocast(device_type=nb.pos_KM3.device.type, enabled=False):
             dist_K8M = torch.cdist(nb.children_K83.to(dt), nb.pos_KM3.to(dt),
                                    compute_mode="donot_use_mm_for_euclid_dist")
-            t = (dist_K8M - self.first) / self.spacing
-            inside = (t >= 0) & (t <= self.count - 1) & nb.valid_KM[:, None, :]
-            i0 = t.floor().long().clamp(0, self.count - 2)
-            frac = (t - i0).clamp(0, 1)
             row = (nb.level_K - self.first_level).clamp(0, self.weight.shape[0] - 1) * self.count
-            at = row[:, None, None] + i0
-            w = self.weight.to(dt).reshape(-1)
-            u = w[at] * (1 - frac) + w[at + 1] * frac
-            e_K8 = torch.where(inside, u, torch.zeros_like(u)).sum(-1) * nb.active_K[:, None]
+            e_K8 = self._lookup(dist_K8M, row[:, None, None], nb.valid_KM[:, None, :], dt) * nb.active_K[:, None]
             return GAIN * e_K8 @ _MASK_BITS.to(device=e_K8.device, dtype=dt)

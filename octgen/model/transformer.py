@@ -30,7 +30,7 @@ padding with level -1.
 - Pair potential: with ``pair_potential_fields`` the offset fields of a leaf also
   get a learned potential of its distances to the revealed leaves of its level
   (:mod:`octgen.model.pair`); the caller passes those leaves as
-  :class:`~octgen.model.pair.LeafNeighbours` (:meth:`OctGenTransformer.neighbours`).
+  :class:`~octgen.model.pair.LeafNeighbours` (:meth:`OctGenTransformer.leaf_neighbours`).
   With ``structure_potential_levels`` the child masks of the finest structure
   levels get the same kind of term over the distances between candidate children
   and the children already drawn in the level
@@ -50,7 +50,7 @@ from torch import nn
 
 from .config import OctGenConfig
 from .pair import (LeafNeighbours, PairPotential, StructureNeighbours, StructurePotential, leaf_neighbours,
-                   structure_neighbours)
+                   offset_fractions, structure_neighbours)
 
 PREFIX_LEVEL = -1
 PAD_LEVEL = -2
@@ -340,8 +340,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         fields = self.cfg.payload_offset_fields
         if not fields:
             return centre
-        bins = torch.tensor([self.cfg.payload_vocab_sizes[f] for f in fields], device=centre.device)
-        frac = (nodes.payload_BTP[..., list(fields)].float() + 0.5) / bins - 0.5  # (B, T, 3) in cells
+        frac = offset_fractions(nodes.payload_BTP, fields, self.cfg.payload_vocab_sizes)  # (B, T, 3) in cells
         exact = (nodes.level_BT == self.depth) & ~nodes.masked_BT
         return torch.where(exact[..., None], centre + frac * (2.0 / (1 << self.depth)), centre)
 
@@ -473,7 +472,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         return structure_neighbours(nodes.level_BT, nodes.masked_BT, nodes.centre_BT3, nodes.token_BT,
                                     nodes.probe_BT, target_BT, self.depth, self.structure_potential.first_level)
 
-    def neighbours(self, nodes: NodeInputs, target_BT: torch.Tensor) -> LeafNeighbours | None:
+    def leaf_neighbours(self, nodes: NodeInputs, target_BT: torch.Tensor) -> LeafNeighbours | None:
         """The revealed leaves each target leaf of ``nodes`` is scored against by the
         pair potential (targets in row-major order), or None without one."""
         if self.pair_potential is None:
@@ -491,7 +490,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
             values_NF: (..., F) field values the autoregressive head conditions on
                 (teacher forcing: field f sees ``values_NF[..., :f]``); ignored by
                 the factorised head, required by the autoregressive one.
-            neighbours: the revealed leaves of each node (:meth:`neighbours`; N
+            neighbours: the revealed leaves of each node (:meth:`leaf_neighbours`; N
                 flat nodes), required by a model with a pair potential.
         """
         if self.payload_prev_embeds is not None and values_NF is None:

@@ -26,7 +26,8 @@ import torch
 from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
 from ..octree import key_to_xyz, xyz_to_centres
 from ..tokenize.tokens import OctreeTokens
-from .scheduler import LevelScheduler, SamplerConfig, sample_field, sample_fields, sample_masks_with_total
+from .scheduler import (LevelScheduler, SamplerConfig, children_per_class, sample_field, sample_fields,
+                        sample_masks_with_total)
 
 
 def children_of_level(keys_BL: torch.Tensor, masks_BL: torch.Tensor, valid_BL: torch.Tensor):
@@ -74,17 +75,24 @@ class OctreeSampler:
         return logits_R[B:] + self.config.guidance_scale * (logits_R[:B] - logits_R[B:])
 
     def _draw(self, h_RNC: torch.Tensor, nodes: NodeInputs, leaf: bool, guided: bool, B: int,
-              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None, size_B: torch.Tensor | None = None,
+              remaining_B: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Values (K, F) and confidence scores (K,) for the K masked positions of the
         level ``nodes`` (row-major order). An autoregressive payload head is sampled
         field by field, each field given the values drawn for the fields before it
-        (and, with a pair potential, the level's leaves revealed so far)."""
+        (and, with a pair potential, the level's leaves revealed so far). With
+        ``size_B`` (the ``size_level``), rows revealing their last nodes of the
+        level (``remaining_B`` 0) get masks that fit their size (:meth:`_fit_size`)."""
         model, cfg = self.model, self.config
         masked_BN = nodes.masked_BT
         N = masked_BN.shape[1]
         flat = masked_BN.reshape(-1).nonzero()[:, 0]
         if not leaf:
-            return sample_fields([self._structure_logits(h_RNC, nodes, guided, B)], cfg, generator)
+            logits = self._structure_logits(h_RNC, nodes, guided, B)
+            values, score = sample_fields([logits], cfg, generator)
+            if size_B is not None:
+                values = self._fit_size(values, logits, nodes, remaining_B, size_B, generator)
+            return values, score
         if cfg.leaf_temperature is not None:
             cfg = replace(cfg, temperature=cfg.leaf_temperature)
         if model.payload_prev_embeds is None:
@@ -93,7 +101,7 @@ class OctreeSampler:
         h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
         values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)
         score = torch.zeros(len(flat), device=h_RNC.device)
-        nb = model.neighbours(nodes, masked_BN)
+        nb = model.leaf_neighbours(nodes, masked_BN)
         for f in range(values.shape[1]):
             lg = torch.cat([model.payload_field_logits(h, f, values, nb) for h in h_K])
             v, sc = sample_field(self._guide(lg, guided, len(flat)), cfg, generator)
@@ -113,25 +121,24 @@ class OctreeSampler:
             logits = logits + model.structure_potential.logits(nb).to(logits.dtype)
         return logits
 
-    def _fit_size(self, values_K1: torch.Tensor, h_RNC: torch.Tensor, nodes: NodeInputs, guided: bool, B: int,
+    def _fit_size(self, values_K1: torch.Tensor, logits_KC: torch.Tensor, nodes: NodeInputs,
                   remaining_B: torch.Tensor, size_B: torch.Tensor, generator) -> torch.Tensor:
         """``size_level``: rows that reveal their last nodes of the level in this step
-        get those nodes' masks drawn so that the level's children add up to the row's
-        size (:func:`sample_masks_with_total`); other rows keep ``values_K1``."""
+        get those nodes' masks drawn from ``logits_KC`` so that the level's children add
+        up to the row's size (:func:`sample_masks_with_total`); other rows keep ``values_K1``."""
         masked = nodes.masked_BT
         N = masked.shape[1]
         rows = masked.reshape(-1).nonzero()[:, 0] // N
         last = remaining_B.to(rows.device)[rows] == 0
         if not last.any():
             return values_K1
-        logits = self._structure_logits(h_RNC, nodes, guided, B)
         revealed = nodes.level_BT.ge(0) & ~masked
-        pc = torch.tensor([bin(m).count("1") for m in range(256)], device=masked.device)
-        have_B = (pc[nodes.token_BT.clamp(0, 255)] * revealed).sum(1)
+        children = children_per_class(masked.device)[(nodes.token_BT - 1).clamp(0, 254)]  # masks are class + 1
+        have_B = (children * revealed).sum(1)
         out = values_K1.clone()
         for b in rows[last].unique().tolist():
             pick = (rows == b) & last
-            out[pick, 0] = sample_masks_with_total(logits[pick], int(size_B[b]) - int(have_B[b]), self.config,
+            out[pick, 0] = sample_masks_with_total(logits_KC[pick], int(size_B[b]) - int(have_B[b]), self.config,
                                                    generator).to(out.dtype)
         return out
 
@@ -220,9 +227,8 @@ class OctreeSampler:
                 nodes = self._nodes(level, tokens, masked, centre, leaf, P)
                 h = self._forward(nodes, finished, cache, cond_rows, guided)
                 stats["forwards"] += 1
-                values, score = self._draw(h, nodes, leaf, guided, B, generator)
-                if d == cfg.size_level and size_B is not None and not leaf:
-                    values = self._fit_size(values, h, nodes, guided, B, sched.remaining_SB[i], size_B, generator)
+                values, score = self._draw(h, nodes, leaf, guided, B, generator,
+                                           size_B if d == cfg.size_level else None, sched.remaining_SB[i])
                 if not leaf:
                     tokens = tokens - 1  # structure classes are mask - 1
                 tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)

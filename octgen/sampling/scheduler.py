@@ -157,6 +157,11 @@ def sample_fields(field_logits: list[torch.Tensor], cfg: SamplerConfig,
 _POPCOUNT = torch.tensor([bin(c + 1).count("1") for c in range(255)])  # children of structure class c
 
 
+def children_per_class(device=None) -> torch.Tensor:
+    """(255,) int64 number of children of each structure class (child mask class + 1)."""
+    return _POPCOUNT.to(device)
+
+
 def sample_masks_with_total(logits_KC: torch.Tensor, total: int, cfg: SamplerConfig,
                             generator: torch.Generator | None) -> torch.Tensor:
     """Child masks for K nodes drawn jointly so that their children add up to ``total``.
@@ -180,7 +185,7 @@ def sample_masks_with_total(logits_KC: torch.Tensor, total: int, cfg: SamplerCon
     greedy = cfg.temperature == 0
     lp = filter_logits(logits_KC.double() / (1.0 if greedy else cfg.temperature), cfg.top_k, cfg.top_p)
     lp = lp.log_softmax(-1)
-    pc = _POPCOUNT.to(lp.device)
+    pc = children_per_class(lp.device)
     onehot = pc[None, :] == torch.arange(1, 9, device=lp.device)[:, None]  # (8, 255)
     masked_lp = torch.where(onehot[None], lp[:, None, :], torch.full_like(lp[:, None, :], float("-inf")))
     per_count = masked_lp.max(-1).values if greedy else masked_lp.logsumexp(-1)  # (K, 8): counts 1..8

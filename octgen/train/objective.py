@@ -164,7 +164,7 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     if p_idx.any() and model.payload_heads:
         h = h_BTC[p_idx]
         pay = batch.payload_BTP[p_idx]
-        nb = model.neighbours(batch, p_idx)
+        nb = model.leaf_neighbours(batch, p_idx)
         p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
                     for f, lg in enumerate(model.payload_logits(h, pay, nb)))
         losses.append(p_tok)
