@@ -161,6 +161,10 @@ def test_init_from_a_saved_transformer(tmp_path):
         init_transformer_from(wider, tmp_path)
     with pytest.raises(InputError, match="no transformer weights"):
         init_transformer_from(model, tmp_path / "nowhere")
+    weights = tmp_path / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(InputError, match="truncated"):
+        init_transformer_from(model, tmp_path)
 
 
 def with_both(**kw):

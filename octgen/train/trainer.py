@@ -135,16 +135,19 @@ def init_transformer_from(transformer: OctGenTransformer, folder: str | Path) ->
     saved one lacks (they keep their init).
 
     Raises:
-        InputError: no weights there, or a saved weight this model has not, or of
-            another shape.
+        InputError: no weights there, a damaged weights file, or a saved weight this
+            model has not, or of another shape.
     """
     from safetensors.torch import load_file
 
+    from ..weights import DIFFUSERS_WEIGHTS_NAME, check_safetensors
+
     folder = Path(folder)
-    files = [p / "diffusion_pytorch_model.safetensors" for p in (folder / "transformer", folder)]
+    files = [p / DIFFUSERS_WEIGHTS_NAME for p in (folder / "transformer", folder)]
     found = [f for f in files if f.is_file()]
     if not found:
         raise InputError(f"init_from: no transformer weights under {folder}")
+    check_safetensors(found[0])
     saved = load_file(str(found[0]))
     own = transformer.state_dict()
     for name, w in saved.items():
