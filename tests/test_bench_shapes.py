@@ -22,7 +22,7 @@ def pipe_dir(tmp_path_factory):
 def report(pipe_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "shapes.json"
     code = main(["bench", "shapes", "--checkpoint", str(pipe_dir), "--per-category", "1",
-                 "--categories", ",".join(CATEGORIES), "--steps", "2", "--iou-res", "32",
+                 "--categories", ",".join(CATEGORIES), "--steps", "2", "--leaf-temperature", "0.5", "--iou-res", "32",
                  "--surface-points", "256", "--json", str(out)])
     assert code == 0
     return json.loads(out.read_text())
@@ -35,7 +35,8 @@ def _frac(v):
 def test_report_structure_and_ranges(report):
     s = report["settings"]
     assert s["categories"] == CATEGORIES and s["per_category"] == 1 and s["split"] == "test"
-    assert report["sampler"]["steps"] == 2
+    assert report["sampler"]["steps"] == 2 and report["sampler"]["leaf_temperature"] == 0.5
+    assert s["leaf_temperature"] == 0.5
     assert {"processor", "cpu_count", "torch", "torch_threads"} <= set(report["machine"])
     assert set(report["targets"]) == set(report["targets_met"])
 
@@ -172,3 +173,10 @@ def test_largest_part_area_fraction():
     assert largest_part_area_fraction(big) == pytest.approx(1.0)
     assert largest_part_area_fraction(trimesh.util.concatenate([big, small])) == pytest.approx(6 / 7.5)
     assert largest_part_area_fraction(trimesh.Trimesh()) == 0.0
+
+
+@pytest.mark.parametrize("flag, value", [("--leaf-temperature", "-1"), ("--temperature", "11"), ("--guidance", "nan")])
+def test_bad_sampler_flags_are_one_line_errors(pipe_dir, flag, value, capsys):
+    code = main(["bench", "shapes", "--checkpoint", str(pipe_dir), "--categories", CATEGORIES[0], flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and flag in err

@@ -76,6 +76,8 @@ def add_arguments(p) -> None:
                    help="sampling steps per level (default: the checkpoint's)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: the checkpoint's)")
+    p.add_argument("--leaf-temperature", type=float, default=None,
+                   help="temperature of the leaf codes' bits (default: the checkpoint's; unset there: --temperature)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
                    help="generation seed; shape i of the split uses seed + i (default 0)")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -336,8 +338,8 @@ def targets_met(result: dict) -> dict:
 
 # ----------------------------------------------------------------------------- run
 def sampler_overrides(args) -> dict:
-    """The sampler settings ``--guidance``, ``--steps`` and ``--temperature`` change,
-    checked (one-line errors)."""
+    """The sampler settings ``--guidance``, ``--steps``, ``--temperature`` and
+    ``--leaf-temperature`` change, checked (one-line errors)."""
     from ..errors import InputError
 
     if args.guidance is not None and not 0 <= args.guidance < float("inf"):
@@ -349,6 +351,10 @@ def sampler_overrides(args) -> dict:
         if not 0 <= args.temperature <= 10:
             raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
         overrides["temperature"] = args.temperature
+    if args.leaf_temperature is not None:
+        if not 0 <= args.leaf_temperature <= 10:
+            raise InputError(f"--leaf-temperature must be a number from 0 to 10, got {args.leaf_temperature}")
+        overrides["leaf_temperature"] = args.leaf_temperature
     return overrides
 
 
@@ -403,7 +409,7 @@ def run(args) -> dict:
         "sampler": {**vars(pipe.sampler_config), **overrides}, "machine": machine, "targets": TARGETS,
         "settings": {"per_category": args.per_category, "categories": categories, "caption": args.caption,
                      "sketch_views": args.sketch_views, "guidance": args.guidance, "steps": args.steps,
-                     "temperature": args.temperature,
+                     "temperature": args.temperature, "leaf_temperature": args.leaf_temperature,
                      "seed": args.seed, "data_seed": args.data_seed, "iou_res": args.iou_res,
                      "surface_points": args.surface_points, "split": args.split,
                      "classifier": str(clf_dir)},
