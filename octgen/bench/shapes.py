@@ -347,14 +347,12 @@ def sampler_overrides(args) -> dict:
     overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    if args.temperature is not None:
-        if not 0 <= args.temperature <= 10:
-            raise InputError(f"--temperature must be a number from 0 to 10, got {args.temperature}")
-        overrides["temperature"] = args.temperature
-    if args.leaf_temperature is not None:
-        if not 0 <= args.leaf_temperature <= 10:
-            raise InputError(f"--leaf-temperature must be a number from 0 to 10, got {args.leaf_temperature}")
-        overrides["leaf_temperature"] = args.leaf_temperature
+    for key in ("temperature", "leaf_temperature"):
+        value = getattr(args, key)
+        if value is not None:
+            if not 0 <= value <= 10:
+                raise InputError(f"--{key.replace('_', '-')} must be a number from 0 to 10, got {value}")
+            overrides[key] = value
     return overrides
 
 
