@@ -162,7 +162,10 @@ def test_random_order_reveals_in_a_seeded_random_order():
     assert sorted(orders[0]) == list(range(12)) and orders[0] != list(range(12))
 
 
-def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path):
+@pytest.mark.parametrize("node_deletion", [0.0, 0.3])
+def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path, node_deletion):
+    """With coarse-node deletion on, the coarse probes still target the true trees,
+    so the model still regenerates its training trees whole (no learned dropping)."""
     from octgen.train.config import TrainConfig
     from octgen.train.trainer import train
 
@@ -170,6 +173,7 @@ def test_new_recipe_overfits_four_sequences_and_regenerates_them(tmp_path):
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), dataset="synthetic", model_size="tiny", batch_size=8,
                       max_steps=300, save_every=300, log_every=100, warmup_steps=20, num_threads=1, synthetic=syn,
                       shard_dir=str(tmp_path / "shards"), objective="all_levels", lr=3e-3, ema_decay=0.0,
+                      node_deletion=node_deletion,
                       weight_decay=0.0, model={"dim": 64, "n_layers": 2, "n_heads": 4,
                                                 "payload_head": "autoregressive", "num_sizes": 8})
     result = train(cfg, progress=False)
@@ -230,3 +234,78 @@ def test_bf16_sampling_is_seeded_and_valid():
         assert ((x.payload >= 0) & (x.payload < torch.tensor(PAYLOAD))).all()
     with pytest.raises(ValueError, match="precision"):
         SamplerConfig(precision="fp8")
+
+
+def _leaf_cells(seq, level):
+    """{level-``level`` cell centre of each leaf: leaf payload row} of a node sequence."""
+    D = seq.depth
+    h = 2.0 / 2 ** level
+    leaves = seq.centre_T3[seq.level_slice(D)]
+    cells = torch.floor((leaves + 1) / h)
+    return cells, seq.payload_TP[seq.level_slice(D)]
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_node_deletion_drops_whole_subtrees_and_leaves_a_valid_tree(level):
+    from octgen.model.sequence import nodes_to_tokens, tokens_to_nodes
+    from octgen.octree import build_octree
+    from octgen.tokenize.tokens import OctreeTokens
+    from octgen.train.objective import delete_nodes, random_node_deletion
+
+    g = torch.Generator().manual_seed(level)
+    for s in seqs(6, points=14, seed=level):
+        hit = random_node_deletion(s, 0.5, g, min_level=level)
+        if hit is None:
+            continue
+        cut, L = hit
+        assert L >= level and cut.level_sizes[L] < s.level_sizes[L]
+        assert cut.level_sizes[:L - 1] == s.level_sizes[:L - 1]
+        # The kept leaves are exactly the leaves outside the deleted level-L cells...
+        h = 2.0 / 2 ** L
+        kept = {tuple(c) for c in torch.floor((cut.centre_T3[cut.level_slice(L)] + 1) / h).long().tolist()}
+        cells, payload = _leaf_cells(s, L)
+        inside = torch.tensor([tuple(c) in kept for c in cells.long().tolist()])
+        leaves = s.centre_T3[s.level_slice(s.depth)][inside]
+        assert 0 < int(inside.sum()) < len(inside)
+        # ...and the corrupted sequence is the octree of those leaves, masks included.
+        rebuilt = tokens_to_nodes(OctreeTokens.from_octree(build_octree(leaves, s.depth), payload[inside], "atoms"))
+        assert cut.level_sizes == rebuilt.level_sizes
+        for f in ("level_T", "token_T", "payload_TP"):
+            assert torch.equal(getattr(cut, f), getattr(rebuilt, f)), f
+        assert torch.allclose(cut.centre_T3, rebuilt.centre_T3)
+        nodes_to_tokens(cut, "atoms").octree()  # every mask non-zero, lengths consistent
+    with pytest.raises(ValueError, match="lose all its children"):
+        s = seqs(1, points=1)[0]  # a chain: every parent has one child
+        delete_nodes(s, 2, torch.ones(1, dtype=torch.bool))
+
+
+def test_node_deletion_batch_targets_the_true_coarse_levels():
+    """Rows with deletions: clean levels and the probes of levels >= L come from the
+    corrupted tree, the probes of levels < L from the true one (so the model never
+    learns to drop children); without deletion the batch is unchanged."""
+    data = seqs(8, points=12, seed=3)
+    plain = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(5))
+    off = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(5), node_deletion=0.0)
+    for f in ("level_BT", "token_BT", "payload_BTP", "masked_BT", "probe_BT"):
+        assert torch.equal(getattr(plain, f), getattr(off, f))
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(5),
+                                  node_deletion=0.3, node_deletion_rows=1.0)
+    changed = 0
+    for b, s in enumerate(data):
+        n = int(batch.valid_BT[b].sum())
+        probe, level, token = batch.probe_BT[b, :n], batch.level_BT[b, :n], batch.token_BT[b, :n]
+        clean_sizes = [int(((level == d) & ~probe).sum()) for d in range(s.depth)]
+        probe_sizes = [int(((level == d) & probe).sum()) for d in range(s.depth + 1)]
+        if probe_sizes == s.level_sizes:
+            continue  # nothing could be deleted in this tree
+        changed += 1
+        L = next(d for d in range(s.depth + 1) if probe_sizes[d] != s.level_sizes[d])
+        assert probe_sizes[:L] == s.level_sizes[:L]  # coarse probes: the true tree
+        assert clean_sizes[L:] == probe_sizes[L:s.depth]  # finer probes: the corrupted one
+        true_parent = s.token_T[s.level_slice(L - 1)]
+        clean_parent = token[~probe & (level == L - 1)]
+        assert torch.equal(token[probe & (level == L - 1)], true_parent)  # the probe targets the true masks
+        assert bool(((clean_parent & ~true_parent) == 0).all()) and not torch.equal(clean_parent, true_parent)
+        for d in range(s.depth + 1):
+            assert batch.masked_BT[b, :n][probe & (level == d)].any()
+    assert changed >= 4

@@ -44,6 +44,10 @@ class TrainConfig:
         objective: ``"all_levels"`` (every level a target in every pass, with
             probe copies) or ``"one_level"`` (one target level per row); see
             :mod:`octgen.train.objective`.
+        node_deletion, node_deletion_rows: (``"all_levels"`` only) Uni-3DAR's coarse-node
+            deletion: in a share ``node_deletion_rows`` of the rows, up to a fraction
+            ``node_deletion`` of one structure level's nodes are deleted with their
+            subtrees (see :func:`octgen.train.objective.make_all_levels_batch`); 0 is off.
         level_sampling: (``"one_level"`` only) how each row's target level is drawn: ``"tokens"``
             (proportional to its token count), ``"sqrt"`` or ``"uniform"``
             (see :func:`octgen.train.objective.level_weights`).
@@ -79,6 +83,8 @@ class TrainConfig:
     length_bucket: int = 0
     objective: str = "one_level"
     level_sampling: str = "tokens"
+    node_deletion: float = 0.0
+    node_deletion_rows: float = 0.5
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -107,6 +113,12 @@ class TrainConfig:
                 raise InputError(f"train config: {name} must be a mapping of settings")
         if self.objective not in ("one_level", "all_levels"):
             raise InputError(f"train config: objective must be one_level or all_levels, got '{self.objective}'")
+        for name in ("node_deletion", "node_deletion_rows"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise InputError(f"train config: {name} must be a number in [0, 1], got {v!r}")
+        if self.node_deletion and self.objective != "all_levels":
+            raise InputError("train config: node_deletion needs objective all_levels")
         if self.level_sampling not in ("tokens", "sqrt", "uniform"):
             raise InputError(f"train config: level_sampling must be tokens, sqrt or uniform, got '{self.level_sampling}'")
         if self.mixed_precision not in ("auto", "no", "bf16"):

@@ -52,14 +52,106 @@ def cosine_mask_count(n: int, generator: torch.Generator | None) -> int:
     return min(n, max(1, math.ceil(ratio * n)))
 
 
+# _MASK_SLOTS[m, j]: the slot (bit) of the j-th set bit of child mask m (-1 past its popcount).
+_MASK_SLOTS = torch.full((256, 8), -1, dtype=torch.long)
+for _m in range(256):
+    _bits = [b for b in range(8) if _m >> b & 1]
+    _MASK_SLOTS[_m, :len(_bits)] = torch.tensor(_bits, dtype=torch.long)
+_POPCOUNT = (_MASK_SLOTS >= 0).sum(1)
+
+
+def delete_nodes(seq: NodeSequence, level: int, delete_N: torch.Tensor) -> NodeSequence:
+    """``seq`` without the level-``level`` nodes flagged in ``delete_N`` and their subtrees.
+
+    The parents' child masks lose the deleted slots, so the result is a valid
+    octree (every mask non-zero) as long as no parent loses all its children.
+    Children of a node are contiguous and in slot order (z-order), which is how the
+    subtrees and the slots are found without the octree's keys.
+
+    Raises:
+        ValueError: ``level`` is not in 1..D, or a parent would lose every child.
+    """
+    D = seq.depth
+    if not 1 <= level <= D:
+        raise ValueError(f"nodes can be deleted at levels 1..{D}, got {level}")
+    tokens = [seq.token_T[seq.level_slice(d)] for d in range(D)]
+    keep = [torch.ones(n, dtype=torch.bool) for n in seq.level_sizes]
+    keep[level] = ~delete_N
+    # The parents' masks: clear the slot of every deleted child.
+    counts = _POPCOUNT[tokens[level - 1]]
+    parent = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    rank = torch.arange(len(parent)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    slot = _MASK_SLOTS[tokens[level - 1][parent], rank]
+    cleared = torch.zeros(len(counts), dtype=torch.long).index_add_(0, parent[delete_N], 1 << slot[delete_N])
+    new_parent_tokens = tokens[level - 1] & ~cleared
+    if bool((new_parent_tokens == 0).any()):
+        raise ValueError("a parent would lose all its children")
+    # Subtrees: a node survives when its parent does.
+    for d in range(level, D):
+        keep[d + 1] = torch.repeat_interleave(keep[d], _POPCOUNT[tokens[d]])
+    token_T = seq.token_T.clone()
+    token_T[seq.level_slice(level - 1)] = new_parent_tokens
+    keep_T = torch.cat(keep)
+    return NodeSequence(seq.level_T[keep_T], token_T[keep_T], seq.payload_TP[keep_T], seq.centre_T3[keep_T],
+                        [int(k.sum()) for k in keep])
+
+
+def random_node_deletion(seq: NodeSequence, max_fraction: float, generator: torch.Generator | None = None,
+                         min_level: int = 1) -> tuple[NodeSequence, int] | None:
+    """Uni-3DAR's robustness augmentation for one tree: pick a structure level
+    ``L`` in ``min_level..D-1`` (one with a node whose parent has another child),
+    a rate ``r ~ U[0, max_fraction)``, and delete each such level-``L`` node with
+    probability ``r`` (at least one node, never a parent's last child), subtrees
+    included. Returns ``(corrupted sequence, L)``, or None when no level can lose a node.
+    """
+    D = seq.depth
+    levels, removable = [], {}
+    for L in range(max(1, min_level), D):
+        counts = _POPCOUNT[seq.token_T[seq.level_slice(L - 1)]]
+        ok = torch.repeat_interleave(counts >= 2, counts)
+        if bool(ok.any()):
+            levels.append(L)
+            removable[L] = ok
+    if not levels:
+        return None
+    L = levels[int(torch.randint(len(levels), (1,), generator=generator))]
+    ok = removable[L]
+    rate = float(torch.rand((), generator=generator)) * max_fraction
+    want = (torch.rand(len(ok), generator=generator) < rate) & ok
+    if not bool(want.any()):  # at least one deletion
+        cand = ok.nonzero().flatten()
+        want[cand[int(torch.randint(len(cand), (1,), generator=generator))]] = True
+    # Never a parent's last child: walk the chosen nodes, keep the first survivor of each family.
+    counts = _POPCOUNT[seq.token_T[seq.level_slice(L - 1)]]
+    parent = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    left = counts.clone()
+    delete = torch.zeros(len(ok), dtype=torch.bool)
+    for i in want.nonzero().flatten().tolist():
+        if left[parent[i]] > 1:
+            delete[i] = True
+            left[parent[i]] -= 1
+    return delete_nodes(seq, L, delete), L
+
+
 def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
-                          generator: torch.Generator | None = None) -> NodeInputs:
+                          generator: torch.Generator | None = None, node_deletion: float = 0.0,
+                          node_deletion_rows: float = 0.5) -> NodeInputs:
     """Clean levels 0..D-1 plus a partly masked probe copy of every level 0..D per row.
+
+    With ``node_deletion > 0``, a share ``node_deletion_rows`` of the rows get
+    coarse nodes deleted (:func:`random_node_deletion` at level ``L``, up to that
+    fraction of the level), the situation of a sampler whose own coarser levels
+    missed a cell: the clean levels and the probes of levels ``L..D`` come from the
+    corrupted tree (the finer levels learn to complete the cells they are given),
+    while the probes of levels ``0..L-1`` still target the true tree, so the model
+    never learns to drop children. The size condition stays the true atom count.
 
     Args:
         seqs: node sequences of the batch (all of one depth D).
         n_payload: payload width P.
-        generator: drives each probe's mask ratio and masked positions.
+        generator: drives each probe's mask ratio and masked positions (and the deletions).
+        node_deletion: the largest fraction of a level's nodes deleted in a row.
+        node_deletion_rows: share of the rows that get deletions.
     Returns:
         A padded batch with ``probe_BT`` set on the probe copies; ``masked_BT``
         (only ever on probes) marks the prediction targets.
@@ -67,18 +159,25 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
     rows, masked_rows, probe_rows = [], [], []
     for s in seqs:
         D = s.depth
-        n_clean = s.level_slice(D).start  # levels 0..D-1
-        parts = [slice(0, n_clean)] + [s.level_slice(d) for d in range(D + 1)]
-        idx = torch.cat([torch.arange(p.start, p.stop) for p in parts])
-        masked = torch.zeros(len(idx), dtype=torch.bool)
+        ctx, cut = s, D + 1  # the tree the clean levels come from; probes of levels >= cut use it too
+        if node_deletion > 0 and float(torch.rand((), generator=generator)) < node_deletion_rows:
+            hit = random_node_deletion(s, node_deletion, generator)
+            if hit is not None:
+                ctx, cut = hit
+        n_clean = ctx.level_slice(D).start  # levels 0..D-1
+        probe_src = [s if d < cut else ctx for d in range(D + 1)]
+        parts = [(ctx, slice(0, n_clean))] + [(q, q.level_slice(d)) for d, q in enumerate(probe_src)]
+        sizes = [q.level_sizes[d] for d, q in enumerate(probe_src)]
+        masked = torch.zeros(sum(p.stop - p.start for _, p in parts), dtype=torch.bool)
         at = n_clean
         for d in range(D + 1):
-            n = s.level_sizes[d]
+            n = sizes[d]
             if n:
                 masked[at + torch.randperm(n, generator=generator)[:cosine_mask_count(n, generator)]] = True
             at += n
-        probe = torch.arange(len(idx)) >= n_clean
-        rows.append((s.level_T[idx], s.token_T[idx], s.payload_TP[idx], s.centre_T3[idx]))
+        probe = torch.arange(len(masked)) >= n_clean
+        rows.append(tuple(torch.cat([getattr(q, f)[p] for q, p in parts])
+                          for f in ("level_T", "token_T", "payload_TP", "centre_T3")))
         masked_rows.append(masked)
         probe_rows.append(probe)
     batch = pad_nodes(rows, n_payload)
