@@ -78,6 +78,9 @@ def add_arguments(p) -> None:
                    help="sampling temperature (default: the checkpoint's)")
     p.add_argument("--leaf-temperature", type=float, default=None,
                    help="temperature of the leaf codes' bits (default: the checkpoint's; unset there: --temperature)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="nucleus sampling: keep the most likely values holding this probability mass "
+                        "(0 < p <= 1; default: the checkpoint's)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
                    help="generation seed; shape i of the split uses seed + i (default 0)")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -338,8 +341,8 @@ def targets_met(result: dict) -> dict:
 
 # ----------------------------------------------------------------------------- run
 def sampler_overrides(args) -> dict:
-    """The sampler settings ``--guidance``, ``--steps``, ``--temperature`` and
-    ``--leaf-temperature`` change, checked (one-line errors)."""
+    """The sampler settings ``--guidance``, ``--steps``, ``--temperature``,
+    ``--leaf-temperature`` and ``--top-p`` change, checked (one-line errors)."""
     from ..errors import InputError
 
     if args.guidance is not None and not 0 <= args.guidance < float("inf"):
@@ -353,6 +356,10 @@ def sampler_overrides(args) -> dict:
             if not 0 <= value <= 10:
                 raise InputError(f"--{key.replace('_', '-')} must be a number from 0 to 10, got {value}")
             overrides[key] = value
+    if args.top_p is not None:
+        if not 0 < args.top_p <= 1:
+            raise InputError(f"--top-p must be a number above 0 and at most 1, got {args.top_p}")
+        overrides["top_p"] = args.top_p
     return overrides
 
 
@@ -408,6 +415,7 @@ def run(args) -> dict:
         "settings": {"per_category": args.per_category, "categories": categories, "caption": args.caption,
                      "sketch_views": args.sketch_views, "guidance": args.guidance, "steps": args.steps,
                      "temperature": args.temperature, "leaf_temperature": args.leaf_temperature,
+                     "top_p": args.top_p,
                      "seed": args.seed, "data_seed": args.data_seed, "iou_res": args.iou_res,
                      "surface_points": args.surface_points, "split": args.split,
                      "classifier": str(clf_dir)},
