@@ -309,3 +309,28 @@ def test_node_deletion_batch_targets_the_true_coarse_levels():
         for d in range(s.depth + 1):
             assert batch.masked_BT[b, :n][probe & (level == d)].any()
     assert changed >= 4
+
+
+def test_node_deletion_with_the_kept_size_conditions_rows_on_their_corrupted_trees():
+    data = seqs(8, points=12, seed=3)
+    batch = make_all_levels_batch(data, len(PAYLOAD), torch.Generator().manual_seed(5), node_deletion=0.3,
+                                  node_deletion_rows=1.0, node_deletion_size="kept")
+    assert batch.leaves_B is not None and batch.to("cpu").leaves_B is not None
+    changed = 0
+    for b, s in enumerate(data):
+        n = int(batch.valid_BT[b].sum())
+        probe, level, masked = batch.probe_BT[b, :n], batch.level_BT[b, :n], batch.masked_BT[b, :n]
+        leaves = int((probe & (level == s.depth)).sum())
+        assert int(batch.leaves_B[b]) == leaves  # the size condition is the row's own leaf count
+        clean_sizes = [int(((level == d) & ~probe).sum()) for d in range(s.depth)]
+        if clean_sizes == s.level_sizes[:-1] and leaves == s.level_sizes[-1]:
+            assert all(masked[probe & (level == d)].any() for d in range(s.depth + 1))
+            continue
+        changed += 1
+        L = next(d for d in range(1, s.depth + 1)
+                 if int(((level == d) & probe).sum()) != s.level_sizes[d])
+        assert not masked[probe & (level < L)].any()  # coarse probes disagree with the size: untargeted
+        assert all(masked[probe & (level == d)].any() for d in range(L, s.depth + 1))
+    assert changed >= 4
+    with pytest.raises(ValueError, match="node_deletion_size"):
+        make_all_levels_batch(data, len(PAYLOAD), node_deletion_size="all")

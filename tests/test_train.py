@@ -42,6 +42,8 @@ def test_config_files(tmp_path):
     for bad_value in (1.5, -0.1, "0.1", True):
         with pytest.raises(InputError, match="node_deletion must be a number in"):
             TrainConfig(objective="all_levels", node_deletion=bad_value)
+    with pytest.raises(InputError, match="node_deletion_size must be true or kept"):
+        TrainConfig(objective="all_levels", node_deletion=0.1, node_deletion_size="all")
     with pytest.raises(InputError, match="node_deletion needs objective all_levels"):
         TrainConfig(node_deletion=0.1)
     assert TrainConfig(objective="all_levels", node_deletion=0.1).node_deletion == 0.1

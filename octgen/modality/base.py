@@ -126,7 +126,8 @@ class Modality:
     def loss(self, model, batch, seqs, idx, data, generator: torch.Generator, transformer) -> tuple:
         """``(loss, stats)`` of a batch (``model`` as prepared by accelerate,
         ``transformer`` the unwrapped one); the size condition when the model has one."""
-        cond = Condition(size_B=leaf_counts(seqs).to(batch.level_BT.device)) if transformer.cfg.num_sizes else None
+        size = batch.leaves_B if batch.leaves_B is not None else leaf_counts(seqs)
+        cond = Condition(size_B=size.to(batch.level_BT.device)) if transformer.cfg.num_sizes else None
         return masked_token_loss(model, batch, cond)
 
     def export(self, module, out_dir: Path, tokenizer, sampler: dict, extra: dict) -> Path:

@@ -69,6 +69,9 @@ class NodeInputs:
         centre_BT3: (B, T, 3) float cell centres in [-1, 1]^3.
         probe_BT: (B, T) bool or None; True on the probe copies of training
             batches (see the module docstring). None: no probes.
+        leaves_B: (B,) int64 or None; the rows' leaf counts (the size condition)
+            where a training batch altered the trees (coarse-node deletion); None:
+            the sequences' own counts.
     """
 
     level_BT: torch.Tensor
@@ -77,6 +80,7 @@ class NodeInputs:
     masked_BT: torch.Tensor
     centre_BT3: torch.Tensor
     probe_BT: torch.Tensor | None = None
+    leaves_B: torch.Tensor | None = None
 
     @property
     def valid_BT(self) -> torch.Tensor:
@@ -85,7 +89,7 @@ class NodeInputs:
     def to(self, device) -> "NodeInputs":
         return NodeInputs(*(None if t is None else t.to(device)
                             for t in (self.level_BT, self.token_BT, self.payload_BTP, self.masked_BT,
-                                      self.centre_BT3, self.probe_BT)))
+                                      self.centre_BT3, self.probe_BT, self.leaves_B)))
 
 
 @dataclass

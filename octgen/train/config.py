@@ -48,6 +48,8 @@ class TrainConfig:
             deletion: in a share ``node_deletion_rows`` of the rows, up to a fraction
             ``node_deletion`` of one structure level's nodes are deleted with their
             subtrees (see :func:`octgen.train.objective.make_all_levels_batch`); 0 is off.
+            ``node_deletion_size``: ``"true"`` (the size condition stays the true leaf
+            count) or ``"kept"`` (the corrupted tree's count; coarser probes untargeted).
         level_sampling: (``"one_level"`` only) how each row's target level is drawn: ``"tokens"``
             (proportional to its token count), ``"sqrt"`` or ``"uniform"``
             (see :func:`octgen.train.objective.level_weights`).
@@ -85,6 +87,7 @@ class TrainConfig:
     level_sampling: str = "tokens"
     node_deletion: float = 0.0
     node_deletion_rows: float = 0.5
+    node_deletion_size: str = "true"
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -117,6 +120,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise InputError(f"train config: {name} must be a number in [0, 1], got {v!r}")
+        if self.node_deletion_size not in ("true", "kept"):
+            raise InputError(f"train config: node_deletion_size must be true or kept, got '{self.node_deletion_size}'")
         if self.node_deletion and self.objective != "all_levels":
             raise InputError("train config: node_deletion needs objective all_levels")
         if self.level_sampling not in ("tokens", "sqrt", "uniform"):

@@ -135,7 +135,7 @@ def random_node_deletion(seq: NodeSequence, max_fraction: float, generator: torc
 
 def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
                           generator: torch.Generator | None = None, node_deletion: float = 0.0,
-                          node_deletion_rows: float = 0.5) -> NodeInputs:
+                          node_deletion_rows: float = 0.5, node_deletion_size: str = "true") -> NodeInputs:
     """Clean levels 0..D-1 plus a partly masked probe copy of every level 0..D per row.
 
     With ``node_deletion > 0``, a share ``node_deletion_rows`` of the rows get
@@ -144,7 +144,11 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
     missed a cell: the clean levels and the probes of levels ``L..D`` come from the
     corrupted tree (the finer levels learn to complete the cells they are given),
     while the probes of levels ``0..L-1`` still target the true tree, so the model
-    never learns to drop children. The size condition stays the true atom count.
+    never learns to drop children, and the size condition stays the true atom count
+    (``node_deletion_size="true"``). With ``"kept"`` the row is conditioned on the
+    corrupted tree's leaf count instead (``leaves_B`` of the batch) and its probes of
+    levels ``0..L-1`` get no targets, so no level learns a count that disagrees
+    with its size condition.
 
     Args:
         seqs: node sequences of the batch (all of one depth D).
@@ -152,11 +156,14 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
         generator: drives each probe's mask ratio and masked positions (and the deletions).
         node_deletion: the largest fraction of a level's nodes deleted in a row.
         node_deletion_rows: share of the rows that get deletions.
+        node_deletion_size: ``"true"`` or ``"kept"`` (see above).
     Returns:
         A padded batch with ``probe_BT`` set on the probe copies; ``masked_BT``
         (only ever on probes) marks the prediction targets.
     """
-    rows, masked_rows, probe_rows = [], [], []
+    if node_deletion_size not in ("true", "kept"):
+        raise ValueError(f"node_deletion_size must be 'true' or 'kept', got {node_deletion_size!r}")
+    rows, masked_rows, probe_rows, leaves = [], [], [], []
     for s in seqs:
         D = s.depth
         ctx, cut = s, D + 1  # the tree the clean levels come from; probes of levels >= cut use it too
@@ -175,6 +182,10 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
             if n:
                 masked[at + torch.randperm(n, generator=generator)[:cosine_mask_count(n, generator)]] = True
             at += n
+        kept = node_deletion_size == "kept" and cut <= D
+        if kept:  # the coarse probes' true counts disagree with the kept size: no targets there
+            masked[n_clean:n_clean + sum(sizes[:cut])] = False
+        leaves.append(ctx.level_sizes[D] if kept else s.level_sizes[D])
         probe = torch.arange(len(masked)) >= n_clean
         rows.append(tuple(torch.cat([getattr(q, f)[p] for q, p in parts])
                           for f in ("level_T", "token_T", "payload_TP", "centre_T3")))
@@ -185,6 +196,8 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
     for b, (m, p) in enumerate(zip(masked_rows, probe_rows)):
         batch.masked_BT[b, :len(m)] = m
         batch.probe_BT[b, :len(p)] = p
+    if node_deletion_size == "kept" and node_deletion > 0:
+        batch.leaves_B = torch.tensor(leaves, dtype=torch.long)
     return batch
 
 
