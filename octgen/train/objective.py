@@ -143,12 +143,14 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
     fraction of the level), the situation of a sampler whose own coarser levels
     missed a cell: the clean levels and the probes of levels ``L..D`` come from the
     corrupted tree (the finer levels learn to complete the cells they are given),
-    while the probes of levels ``0..L-1`` still target the true tree, so the model
-    never learns to drop children, and the size condition stays the true atom count
-    (``node_deletion_size="true"``). With ``"kept"`` the row is conditioned on the
-    corrupted tree's leaf count instead (``leaves_B`` of the batch) and its probes of
-    levels ``0..L-1`` get no targets, so no level learns a count that disagrees
-    with its size condition.
+    while the probes of levels ``0..L-1`` still target the true tree (the coarse
+    levels never learn to drop children), and the size condition stays the true
+    atom count (``node_deletion_size="true"``; measured on QM9, the finer levels
+    then learn to hold fewer atoms than the size says and molecules shrink). With
+    ``"kept"`` the row is conditioned on the corrupted tree's leaf count instead
+    (``leaves_B`` of the batch) and its probes of levels ``0..L-1`` get no targets,
+    so no level learns a count that disagrees with its size condition. Neither
+    helped on QM9 (``checkpoints/qm9-xs/README.md``); both are off by default.
 
     Args:
         seqs: node sequences of the batch (all of one depth D).
