@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..condition.shape import shape_condition
 from ..model.sequence import NodeSequence, pad_nodes
 from ..model.transformer import Condition, NodeInputs, OctGenTransformer
+from ..sampling.scheduler import children_per_class
 
 
 LEVEL_SAMPLING = ("tokens", "sqrt", "uniform")
@@ -57,7 +58,13 @@ _MASK_SLOTS = torch.full((256, 8), -1, dtype=torch.long)
 for _m in range(256):
     _bits = [b for b in range(8) if _m >> b & 1]
     _MASK_SLOTS[_m, :len(_bits)] = torch.tensor(_bits, dtype=torch.long)
-_POPCOUNT = (_MASK_SLOTS >= 0).sum(1)
+
+
+def _families(masks_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Children per node of one level's child masks (1..255) and the parent index
+    of each child of the next level (children are contiguous, in parent order)."""
+    counts = children_per_class()[masks_N - 1]
+    return counts, torch.repeat_interleave(torch.arange(len(counts)), counts)
 
 
 def delete_nodes(seq: NodeSequence, level: int, delete_N: torch.Tensor) -> NodeSequence:
@@ -78,8 +85,7 @@ def delete_nodes(seq: NodeSequence, level: int, delete_N: torch.Tensor) -> NodeS
     keep = [torch.ones(n, dtype=torch.bool) for n in seq.level_sizes]
     keep[level] = ~delete_N
     # The parents' masks: clear the slot of every deleted child.
-    counts = _POPCOUNT[tokens[level - 1]]
-    parent = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    counts, parent = _families(tokens[level - 1])
     rank = torch.arange(len(parent)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     slot = _MASK_SLOTS[tokens[level - 1][parent], rank]
     cleared = torch.zeros(len(counts), dtype=torch.long).index_add_(0, parent[delete_N], 1 << slot[delete_N])
@@ -88,7 +94,7 @@ def delete_nodes(seq: NodeSequence, level: int, delete_N: torch.Tensor) -> NodeS
         raise ValueError("a parent would lose all its children")
     # Subtrees: a node survives when its parent does.
     for d in range(level, D):
-        keep[d + 1] = torch.repeat_interleave(keep[d], _POPCOUNT[tokens[d]])
+        keep[d + 1] = torch.repeat_interleave(keep[d], _families(tokens[d])[0])
     token_T = seq.token_T.clone()
     token_T[seq.level_slice(level - 1)] = new_parent_tokens
     keep_T = torch.cat(keep)
@@ -105,25 +111,23 @@ def random_node_deletion(seq: NodeSequence, max_fraction: float, generator: torc
     included. Returns ``(corrupted sequence, L)``, or None when no level can lose a node.
     """
     D = seq.depth
-    levels, removable = [], {}
+    removable = {}  # level -> (removable children, children per parent, parent of each child)
     for L in range(max(1, min_level), D):
-        counts = _POPCOUNT[seq.token_T[seq.level_slice(L - 1)]]
-        ok = torch.repeat_interleave(counts >= 2, counts)
+        counts, parent = _families(seq.token_T[seq.level_slice(L - 1)])
+        ok = (counts >= 2)[parent]
         if bool(ok.any()):
-            levels.append(L)
-            removable[L] = ok
-    if not levels:
+            removable[L] = ok, counts, parent
+    if not removable:
         return None
+    levels = list(removable)
     L = levels[int(torch.randint(len(levels), (1,), generator=generator))]
-    ok = removable[L]
+    ok, counts, parent = removable[L]
     rate = float(torch.rand((), generator=generator)) * max_fraction
     want = (torch.rand(len(ok), generator=generator) < rate) & ok
     if not bool(want.any()):  # at least one deletion
         cand = ok.nonzero().flatten()
         want[cand[int(torch.randint(len(cand), (1,), generator=generator))]] = True
     # Never a parent's last child: walk the chosen nodes, keep the first survivor of each family.
-    counts = _POPCOUNT[seq.token_T[seq.level_slice(L - 1)]]
-    parent = torch.repeat_interleave(torch.arange(len(counts)), counts)
     left = counts.clone()
     delete = torch.zeros(len(ok), dtype=torch.bool)
     for i in want.nonzero().flatten().tolist():
