@@ -22,7 +22,7 @@ def pipe_dir(tmp_path_factory):
 def report(pipe_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "shapes.json"
     code = main(["bench", "shapes", "--checkpoint", str(pipe_dir), "--per-category", "1",
-                 "--categories", ",".join(CATEGORIES), "--steps", "2", "--leaf-temperature", "0.5", "--top-p", "0.9", "--iou-res", "32",
+                 "--categories", ",".join(CATEGORIES), "--steps", "2", "--leaf-temperature", "0.5", "--top-p", "0.9", "--confidence", "maxprob", "--iou-res", "32",
                  "--surface-points", "256", "--json", str(out)])
     assert code == 0
     return json.loads(out.read_text())
@@ -38,6 +38,7 @@ def test_report_structure_and_ranges(report):
     assert report["sampler"]["steps"] == 2 and report["sampler"]["leaf_temperature"] == 0.5
     assert s["leaf_temperature"] == 0.5
     assert report["sampler"]["top_p"] == 0.9 and s["top_p"] == 0.9
+    assert report["sampler"]["confidence"] == "maxprob" and s["confidence"] == "maxprob"
     assert {"processor", "cpu_count", "torch", "torch_threads"} <= set(report["machine"])
     assert set(report["targets"]) == set(report["targets_met"])
 
@@ -177,7 +178,8 @@ def test_largest_part_area_fraction():
 
 
 @pytest.mark.parametrize("flag, value", [("--leaf-temperature", "-1"), ("--temperature", "11"), ("--guidance", "nan"),
-                                         ("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "nan")])
+                                         ("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "nan"),
+                                         ("--confidence", "loud")])
 def test_bad_sampler_flags_are_one_line_errors(pipe_dir, flag, value, capsys):
     code = main(["bench", "shapes", "--checkpoint", str(pipe_dir), "--categories", CATEGORIES[0], flag, value])
     err = capsys.readouterr().err

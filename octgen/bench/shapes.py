@@ -81,6 +81,9 @@ def add_arguments(p) -> None:
     p.add_argument("--top-p", type=float, default=None,
                    help="nucleus sampling: keep the most likely values holding this probability mass "
                         "(0 < p <= 1; default: the checkpoint's)")
+    p.add_argument("--confidence", default=None,
+                   help="order in which each level's tokens are revealed: the sample's log-probability (logp), "
+                        "its distribution's max probability or entropy, or random (default: the checkpoint's)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
                    help="generation seed; shape i of the split uses seed + i (default 0)")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -342,7 +345,7 @@ def targets_met(result: dict) -> dict:
 # ----------------------------------------------------------------------------- run
 def sampler_overrides(args) -> dict:
     """The sampler settings ``--guidance``, ``--steps``, ``--temperature``,
-    ``--leaf-temperature`` and ``--top-p`` change, checked (one-line errors)."""
+    ``--leaf-temperature``, ``--top-p`` and ``--confidence`` change, checked (one-line errors)."""
     from ..errors import InputError
 
     if args.guidance is not None and not 0 <= args.guidance < float("inf"):
@@ -360,6 +363,12 @@ def sampler_overrides(args) -> dict:
         if not 0 < args.top_p <= 1:
             raise InputError(f"--top-p must be a number above 0 and at most 1, got {args.top_p}")
         overrides["top_p"] = args.top_p
+    if args.confidence is not None:
+        from ..sampling.scheduler import CONFIDENCES
+
+        if args.confidence not in CONFIDENCES:
+            raise InputError(f"--confidence must be one of {', '.join(CONFIDENCES)}, got '{args.confidence}'")
+        overrides["confidence"] = args.confidence
     return overrides
 
 
@@ -415,7 +424,7 @@ def run(args) -> dict:
         "settings": {"per_category": args.per_category, "categories": categories, "caption": args.caption,
                      "sketch_views": args.sketch_views, "guidance": args.guidance, "steps": args.steps,
                      "temperature": args.temperature, "leaf_temperature": args.leaf_temperature,
-                     "top_p": args.top_p,
+                     "top_p": args.top_p, "confidence": args.confidence,
                      "seed": args.seed, "data_seed": args.data_seed, "iou_res": args.iou_res,
                      "surface_points": args.surface_points, "split": args.split,
                      "classifier": str(clf_dir)},
