@@ -364,10 +364,12 @@ def sampler_overrides(args) -> dict:
             raise InputError(f"--top-p must be a number above 0 and at most 1, got {args.top_p}")
         overrides["top_p"] = args.top_p
     if args.confidence is not None:
-        from ..sampling.scheduler import CONFIDENCES
+        from ..sampling.scheduler import SamplerConfig
 
-        if args.confidence not in CONFIDENCES:
-            raise InputError(f"--confidence must be one of {', '.join(CONFIDENCES)}, got '{args.confidence}'")
+        try:  # the sampler's own check (as `bench molecule-sampler --setting` does)
+            SamplerConfig(confidence=args.confidence)
+        except ValueError as e:
+            raise InputError(f"--confidence: {e}") from None
         overrides["confidence"] = args.confidence
     return overrides
 
