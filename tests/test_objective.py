@@ -11,7 +11,7 @@ from octgen.model.sequence import pad_nodes
 from octgen.sampling import OctreeSampler, SamplerConfig
 from octgen.sampling.scheduler import sample_field
 from octgen.train.data import synthetic_tokens
-from octgen.train.objective import leaf_counts, make_all_levels_batch, masked_token_loss
+from octgen.train.objective import leaf_counts, level_loss_weights, make_all_levels_batch, masked_token_loss
 from helpers import synthetic_seqs, tiny_model
 
 torch.set_num_threads(1)
@@ -82,6 +82,39 @@ def test_all_levels_loss_covers_every_level_and_starts_uniform():
     n_s, n_p = int((batch.masked_BT & ~leaf).sum()), int(leaf.sum())
     expected = (n_s * math.log(255) + n_p * math.log(3 * 4 * 5)) / (n_s + n_p)
     assert loss.item() == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("mode,power", [("sqrt", 0.5), ("uniform", 0.0)])
+def test_level_loss_weights_give_each_level_its_share(mode, power):
+    """Level l's share of the weighted loss is n_l ** power (n_l its targets); weights
+    average 1 over the targets, are 0 elsewhere; "tokens" is the plain mean."""
+    model = tiny(payload_head="autoregressive")
+    batch = make_all_levels_batch(seqs(8, points=8), len(PAYLOAD), torch.Generator().manual_seed(0))
+    target = batch.masked_BT & batch.valid_BT
+    assert level_loss_weights(batch, "tokens") is None
+    w = level_loss_weights(batch, mode)
+    assert torch.all(w[~target] == 0) and w[target].mean().item() == pytest.approx(1.0)
+    levels = batch.level_BT[target]
+    n = torch.bincount(levels).double()
+    share = torch.stack([w[target][levels == d].sum() for d in range(len(n))]).double()
+    assert torch.allclose(share / share.sum(), n ** power / (n ** power).sum())
+    assert share[0] / n[0] > share[-1] / n[-1]  # a coarse target weighs more than a leaf
+    # the loss is the weighted mean of the per-token losses; equal weights give the plain mean
+    plain, stats = masked_token_loss(model, batch)
+    batch.weight_BT = torch.ones_like(w) * 3.0
+    assert masked_token_loss(model, batch)[0].item() == pytest.approx(plain.item(), rel=1e-6)
+    batch.weight_BT = w
+    weighted, stats_w = masked_token_loss(model, batch)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
+    assert stats_w == stats  # the logged per-kind losses stay unweighted
+    # the training config's level_sampling reaches the all-levels batches
+    from octgen.train.config import TrainConfig
+    from octgen.train.trainer import _make_batch
+    cfg = TrainConfig(objective="all_levels", level_sampling=mode)
+    made = _make_batch(cfg, seqs(8, points=8), len(PAYLOAD), torch.Generator().manual_seed(0))
+    assert torch.allclose(made.weight_BT, w)
+    assert _make_batch(TrainConfig(objective="all_levels"), seqs(8, points=8), len(PAYLOAD),
+                       torch.Generator().manual_seed(0)).weight_BT is None
 
 
 def test_autoregressive_head_conditions_on_earlier_fields_only():

@@ -72,6 +72,9 @@ class NodeInputs:
         leaves_B: (B,) int64 or None; the rows' leaf counts (the size condition)
             where a training batch altered the trees (coarse-node deletion); None:
             the sequences' own counts.
+        weight_BT: (B, T) float or None; the loss weight of each target token
+            (see :func:`octgen.train.objective.level_loss_weights`). None: every
+            target alike.
     """
 
     level_BT: torch.Tensor
@@ -81,6 +84,7 @@ class NodeInputs:
     centre_BT3: torch.Tensor
     probe_BT: torch.Tensor | None = None
     leaves_B: torch.Tensor | None = None
+    weight_BT: torch.Tensor | None = None
 
     @property
     def valid_BT(self) -> torch.Tensor:
@@ -89,7 +93,7 @@ class NodeInputs:
     def to(self, device) -> "NodeInputs":
         return NodeInputs(*(None if t is None else t.to(device)
                             for t in (self.level_BT, self.token_BT, self.payload_BTP, self.masked_BT,
-                                      self.centre_BT3, self.probe_BT, self.leaves_B)))
+                                      self.centre_BT3, self.probe_BT, self.leaves_B, self.weight_BT)))
 
 
 @dataclass

@@ -50,9 +50,11 @@ class TrainConfig:
             subtrees (see :func:`octgen.train.objective.make_all_levels_batch`); 0 is off.
             ``node_deletion_size``: ``"true"`` (the size condition stays the true leaf
             count) or ``"kept"`` (the corrupted tree's count; coarser probes untargeted).
-        level_sampling: (``"one_level"`` only) how each row's target level is drawn: ``"tokens"``
+        level_sampling: each level's share of the training signal: ``"tokens"``
             (proportional to its token count), ``"sqrt"`` or ``"uniform"``
-            (see :func:`octgen.train.objective.level_weights`).
+            (see :func:`octgen.train.objective.level_weights`). ``"one_level"`` draws
+            each row's target level so; ``"all_levels"`` weights the loss of each
+            level's masked tokens so (:func:`octgen.train.objective.level_loss_weights`).
         grad_accum: micro-batches per optimiser step.
         lr, weight_decay, betas, grad_clip: AdamW settings.
         warmup_steps, max_steps: cosine schedule with linear warmup, in optimiser steps.

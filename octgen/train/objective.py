@@ -230,6 +230,28 @@ def level_weights(level_sizes: list[int], mode: str = "tokens") -> torch.Tensor:
     raise ValueError(f"level sampling must be one of {LEVEL_SAMPLING}, got {mode!r}")
 
 
+def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor | None:
+    """Per-token loss weights that give each level of an ``"all_levels"`` batch its
+    share of the training signal, the loss-side twin of :func:`level_weights`.
+
+    With ``n_l`` masked (target) tokens of level ``l`` in the batch, level ``l``
+    weighs ``level_weights(n)[l]`` in the loss, spread evenly over its tokens:
+    ``"tokens"``: every token alike (returns None: the plain mean);
+    ``"sqrt"``: each token ``1 / sqrt(n_l)``, so a shape's few layout-deciding
+    coarse tokens are not drowned by its ~600 leaf codes; ``"uniform"``: ``1 / n_l``.
+    Weights are scaled to mean 1 over the targets (the loss keeps its scale).
+    """
+    if mode == "tokens":
+        return None
+    target = batch.masked_BT & batch.valid_BT
+    levels = batch.level_BT.clamp(min=0)
+    counts = torch.bincount(levels[target], minlength=int(levels.max()) + 1)
+    share = level_weights(counts.tolist(), mode)
+    per_token = torch.where(counts > 0, share / counts.clamp(min=1).float(), torch.zeros_like(share))
+    w = per_token[levels] * target
+    return w * (target.sum() / w.sum().clamp(min=1e-12))
+
+
 def make_training_batch(seqs: list[NodeSequence], n_payload: int,
                         generator: torch.Generator | None = None, level_sampling: str = "tokens") -> NodeInputs:
     """Pick a target level per sequence, mask part of it, cut finer levels, pad.
@@ -272,12 +294,13 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     target = batch.masked_BT & batch.valid_BT
     leaf = batch.level_BT == model.depth
     s_idx, p_idx = target & ~leaf, target & leaf
-    losses = []
+    losses, weights = [], []
     s_loss = p_loss = torch.zeros((), device=h_BTC.device)
     if s_idx.any():
         logits = model.structure_logits(h_BTC[s_idx], model.structure_neighbours(batch, s_idx)).float()
         s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
         losses.append(s_tok)
+        weights.append(s_idx)
         s_loss = s_tok.mean()
     if p_idx.any() and model.payload_heads:
         h = h_BTC[p_idx]
@@ -286,8 +309,13 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
         p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
                     for f, lg in enumerate(model.payload_logits(h, pay, nb)))
         losses.append(p_tok)
+        weights.append(p_idx)
         p_loss = p_tok.mean()
-    loss = torch.cat(losses).mean()
+    if batch.weight_BT is None:
+        loss = torch.cat(losses).mean()
+    else:
+        w = torch.cat([batch.weight_BT[i] for i in weights])
+        loss = (w * torch.cat(losses)).sum() / w.sum()
     return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(target.sum())}
 
 
