@@ -87,13 +87,13 @@ def test_all_levels_loss_covers_every_level_and_starts_uniform():
 @pytest.mark.parametrize("mode,power", [("sqrt", 0.5), ("uniform", 0.0)])
 def test_level_loss_weights_give_each_level_its_share(mode, power):
     """Level l's share of the weighted loss is n_l ** power (n_l its targets); weights
-    average 1 over the targets, are 0 elsewhere; "tokens" is the plain mean."""
+    are 0 off the targets; "tokens" is the plain mean."""
     model = tiny(payload_head="autoregressive")
     batch = make_all_levels_batch(seqs(8, points=8), len(PAYLOAD), torch.Generator().manual_seed(0))
     target = batch.masked_BT & batch.valid_BT
     assert level_loss_weights(batch, "tokens") is None
     w = level_loss_weights(batch, mode)
-    assert torch.all(w[~target] == 0) and w[target].mean().item() == pytest.approx(1.0)
+    assert torch.all(w[~target] == 0) and torch.all(w[target] > 0)
     levels = batch.level_BT[target]
     n = torch.bincount(levels).double()
     share = torch.stack([w[target][levels == d].sum() for d in range(len(n))]).double()

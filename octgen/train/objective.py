@@ -11,7 +11,11 @@ its level: coarser levels finished and unmasked, its own level partly revealed. 
 loss covers the masked tokens of every probe. (Uni-3DAR gets the same supervision
 density by presenting every token twice, as a [MASK] that predicts it and then as
 itself.) Row length is about twice the octree's token count, and every token is a
-target in each pass instead of a fraction of one level.
+target in each pass instead of a fraction of one level. By default every
+masked token weighs the same; ``level_sampling="sqrt"`` gives each level a share of
+the loss proportional to the square root of its target count instead
+(:func:`level_loss_weights`; shapes: the 1 + 8 layout tokens of levels 0-1 against
+~600 leaf codes).
 
 ``"one_level"`` (:func:`make_training_batch`), the first objective: one target level
 per sequence. Why one level: the sampler predicts level d with every coarser level finished and
@@ -239,7 +243,8 @@ def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor 
     ``"tokens"``: every token alike (returns None: the plain mean);
     ``"sqrt"``: each token ``1 / sqrt(n_l)``, so a shape's few layout-deciding
     coarse tokens are not drowned by its ~600 leaf codes; ``"uniform"``: ``1 / n_l``.
-    Weights are scaled to mean 1 over the targets (the loss keeps its scale).
+    Non-targets weigh 0. :func:`masked_token_loss` takes the weighted mean, so only
+    the ratios matter.
     """
     if mode == "tokens":
         return None
@@ -248,8 +253,7 @@ def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor 
     counts = torch.bincount(levels[target], minlength=int(levels.max()) + 1)
     share = level_weights(counts.tolist(), mode)
     per_token = torch.where(counts > 0, share / counts.clamp(min=1).float(), torch.zeros_like(share))
-    w = per_token[levels] * target
-    return w * (target.sum() / w.sum().clamp(min=1e-12))
+    return per_token[levels] * target
 
 
 def make_training_batch(seqs: list[NodeSequence], n_payload: int,
@@ -281,7 +285,8 @@ def make_training_batch(seqs: list[NodeSequence], n_payload: int,
 
 
 def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Condition | None = None) -> tuple:
-    """Mean cross-entropy over the masked tokens of ``batch``.
+    """Mean cross-entropy over the masked tokens of ``batch`` (weighted by
+    ``batch.weight_BT`` where it is set: :func:`level_loss_weights`).
 
     A structure token costs one 255-way cross-entropy; a payload token costs the
     sum over its fields (the negative log-likelihood of the joint: factorised, or
@@ -294,13 +299,13 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     target = batch.masked_BT & batch.valid_BT
     leaf = batch.level_BT == model.depth
     s_idx, p_idx = target & ~leaf, target & leaf
-    losses, weights = [], []
+    losses, picked = [], []  # per-token losses and the targets they belong to, in the same order
     s_loss = p_loss = torch.zeros((), device=h_BTC.device)
     if s_idx.any():
         logits = model.structure_logits(h_BTC[s_idx], model.structure_neighbours(batch, s_idx)).float()
         s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
         losses.append(s_tok)
-        weights.append(s_idx)
+        picked.append(s_idx)
         s_loss = s_tok.mean()
     if p_idx.any() and model.payload_heads:
         h = h_BTC[p_idx]
@@ -309,12 +314,12 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
         p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
                     for f, lg in enumerate(model.payload_logits(h, pay, nb)))
         losses.append(p_tok)
-        weights.append(p_idx)
+        picked.append(p_idx)
         p_loss = p_tok.mean()
     if batch.weight_BT is None:
         loss = torch.cat(losses).mean()
     else:
-        w = torch.cat([batch.weight_BT[i] for i in weights])
+        w = torch.cat([batch.weight_BT[i] for i in picked])
         loss = (w * torch.cat(losses)).sum() / w.sum()
     return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(target.sum())}
 
