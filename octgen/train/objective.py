@@ -252,7 +252,7 @@ def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor 
     levels = batch.level_BT.clamp(min=0)
     counts = torch.bincount(levels[target], minlength=int(levels.max()) + 1)
     share = level_weights(counts.tolist(), mode)
-    per_token = torch.where(counts > 0, share / counts.clamp(min=1).float(), torch.zeros_like(share))
+    per_token = share / counts.clamp(min=1)  # an empty level has share 0 (level_weights)
     return per_token[levels] * target
 
 
