@@ -143,7 +143,8 @@ def random_node_deletion(seq: NodeSequence, max_fraction: float, generator: torc
 
 def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
                           generator: torch.Generator | None = None, node_deletion: float = 0.0,
-                          node_deletion_rows: float = 0.5, node_deletion_size: str = "true") -> NodeInputs:
+                          node_deletion_rows: float = 0.5, node_deletion_size: str = "true",
+                          level_sampling: str = "tokens") -> NodeInputs:
     """Clean levels 0..D-1 plus a partly masked probe copy of every level 0..D per row.
 
     With ``node_deletion > 0``, a share ``node_deletion_rows`` of the rows get
@@ -167,9 +168,11 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
         node_deletion: the largest fraction of a level's nodes deleted in a row.
         node_deletion_rows: share of the rows that get deletions.
         node_deletion_size: ``"true"`` or ``"kept"`` (see above).
+        level_sampling: each level's share of the loss (:func:`level_loss_weights`).
     Returns:
         A padded batch with ``probe_BT`` set on the probe copies; ``masked_BT``
-        (only ever on probes) marks the prediction targets.
+        (only ever on probes) marks the prediction targets; ``weight_BT`` their
+        loss weights (None: the plain mean).
     """
     if node_deletion_size not in ("true", "kept"):
         raise ValueError(f"node_deletion_size must be 'true' or 'kept', got {node_deletion_size!r}")
@@ -208,6 +211,7 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
         batch.probe_BT[b, :len(p)] = p
     if node_deletion_size == "kept" and node_deletion > 0:
         batch.leaves_B = torch.tensor(leaves, dtype=torch.long)
+    batch.weight_BT = level_loss_weights(batch, level_sampling)
     return batch
 
 

@@ -33,7 +33,7 @@ from ..modality import get_modality
 from ..model import OctGenTransformer, config_for_size
 from .config import TrainConfig
 from .job import TrainingJob
-from .objective import level_loss_weights, make_all_levels_batch, make_training_batch
+from .objective import make_all_levels_batch, make_training_batch
 
 
 class _StepCounter:
@@ -221,10 +221,8 @@ def _log_step(accelerator, out: Path, record: dict, t0: float, max_steps: int, p
 
 def _make_batch(cfg: TrainConfig, seqs, n_payload: int, g: torch.Generator):
     if cfg.objective == "all_levels":
-        batch = make_all_levels_batch(seqs, n_payload, g, cfg.node_deletion, cfg.node_deletion_rows,
-                                      cfg.node_deletion_size)
-        batch.weight_BT = level_loss_weights(batch, cfg.level_sampling)
-        return batch
+        return make_all_levels_batch(seqs, n_payload, g, cfg.node_deletion, cfg.node_deletion_rows,
+                                     cfg.node_deletion_size, cfg.level_sampling)
     return make_training_batch(seqs, n_payload, g, cfg.level_sampling)
 
 
