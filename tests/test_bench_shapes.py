@@ -177,7 +177,7 @@ def test_largest_part_area_fraction():
     assert largest_part_area_fraction(trimesh.Trimesh()) == 0.0
 
 
-@pytest.mark.parametrize("flag, value", [("--leaf-temperature", "-1"), ("--temperature", "11"), ("--guidance", "nan"),
+@pytest.mark.parametrize("flag, value", [("--leaf-temperature", "-1"), ("--temperature", "inf"), ("--guidance", "nan"),
                                          ("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "nan"),
                                          ("--confidence", "loud")])
 def test_bad_sampler_flags_are_one_line_errors(pipe_dir, flag, value, capsys):

@@ -345,32 +345,23 @@ def targets_met(result: dict) -> dict:
 # ----------------------------------------------------------------------------- run
 def sampler_overrides(args) -> dict:
     """The sampler settings ``--guidance``, ``--steps``, ``--temperature``,
-    ``--leaf-temperature``, ``--top-p`` and ``--confidence`` change, checked (one-line errors)."""
+    ``--leaf-temperature``, ``--top-p`` and ``--confidence`` change, each checked by
+    :class:`SamplerConfig` itself (a one-line error naming the flag)."""
     from ..errors import InputError
+    from ..sampling.scheduler import SamplerConfig
 
-    if args.guidance is not None and not 0 <= args.guidance < float("inf"):
-        raise InputError(f"--guidance must be a finite number >= 0, got {args.guidance}")
-    overrides = {"guidance_scale": args.guidance} if args.guidance is not None else {}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    for key in ("temperature", "leaf_temperature"):
-        value = getattr(args, key)
-        if value is not None:
-            if not 0 <= value <= 10:
-                raise InputError(f"--{key.replace('_', '-')} must be a number from 0 to 10, got {value}")
-            overrides[key] = value
-    if args.top_p is not None:
-        if not 0 < args.top_p <= 1:
-            raise InputError(f"--top-p must be a number above 0 and at most 1, got {args.top_p}")
-        overrides["top_p"] = args.top_p
-    if args.confidence is not None:
-        from ..sampling.scheduler import SamplerConfig
-
-        try:  # the sampler's own check (as `bench molecule-sampler --setting` does)
-            SamplerConfig(confidence=args.confidence)
+    flags = {"guidance_scale": "guidance", "steps": "steps", "temperature": "temperature",
+             "leaf_temperature": "leaf_temperature", "top_p": "top_p", "confidence": "confidence"}
+    overrides = {}
+    for key, attr in flags.items():
+        value = getattr(args, attr)
+        if value is None:
+            continue
+        try:
+            SamplerConfig(**{key: value})
         except ValueError as e:
-            raise InputError(f"--confidence: {e}") from None
-        overrides["confidence"] = args.confidence
+            raise InputError(f"--{attr.replace('_', '-')}: {e}") from None
+        overrides[key] = value
     return overrides
 
 

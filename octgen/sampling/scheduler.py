@@ -83,14 +83,19 @@ class SamplerConfig:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.steps is not None and int(self.steps) < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
-        if self.leaf_temperature is not None and not self.leaf_temperature >= 0:
-            raise ValueError(f"leaf_temperature must be >= 0 or None, got {self.leaf_temperature}")
+        for name in ("temperature", "choice_temperature", "guidance_scale"):
+            if not 0 <= getattr(self, name) < math.inf:  # also rejects NaN
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.leaf_temperature is not None and not 0 <= self.leaf_temperature < math.inf:
+            raise ValueError(f"leaf_temperature must be a finite number >= 0 or None, got {self.leaf_temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be above 0 and at most 1, got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.size_level is not None and int(self.size_level) < 0:
             raise ValueError(f"size_level must be a structure level >= 0 or None, got {self.size_level}")
         if self.leaf_steps is not None and int(self.leaf_steps) < 0:
             raise ValueError(f"leaf_steps must be >= 0 (0: as steps) or None, got {self.leaf_steps}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("temperature must be >= 0, top_p in (0, 1], top_k >= 0")
 
 
 def filter_logits(logits_NV: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
