@@ -186,7 +186,8 @@ def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeyp
     start = ShapeVQVAE.from_pretrained(str(tmp_path / "a" / "last")).float()
     assert [json.loads(x)["step"] for x in (tmp_path / "a" / "val_log.jsonl").read_text().splitlines()] == [2, 4]
     assert (tmp_path / "a" / "best" / "config.json").is_file()
-    run("b", data={**data, "init": str(tmp_path / "a" / "last"), "freeze_encoder": True}, lr=1e-2)
+    run("b", data={**data, "init": str(tmp_path / "a" / "last"), "freeze_encoder": True, "code_flip": 0.2},
+        lr=1e-2)
     tuned = ShapeVQVAE.from_pretrained(str(tmp_path / "b" / "last")).float()
     assert tuned.code_hash() == start.code_hash()
     assert not torch.equal(tuned.sdf_head[-1].weight, start.sdf_head[-1].weight)
@@ -217,3 +218,32 @@ def test_flip_bits_flips_the_asked_share_and_only_payload():
     for bad in ("x", "1.5", "-0.1"):
         with pytest.raises(InputError, match="flip-rates"):
             parse_rates(bad)
+
+
+def test_flip_codes_negates_bits_at_a_rate_drawn_per_shape():
+    import torch
+
+    from octgen.tokenize.shape_vqvae import flip_codes
+
+    codes = torch.where(torch.rand(6000, 16, generator=torch.Generator().manual_seed(0)) < 0.5, -1.0, 1.0)
+    shape = torch.arange(6000) % 3
+    assert torch.equal(flip_codes(codes, shape, 3, 0.0), codes)
+    flipped = flip_codes(codes, shape, 3, 0.4, torch.Generator().manual_seed(1))
+    assert torch.equal(flipped.abs(), codes.abs())  # still ±1: bits negated, nothing else
+    shares = [(flipped != codes)[shape == b].float().mean().item() for b in range(3)]
+    assert all(0 <= x <= 0.41 for x in shares) and max(shares) - min(shares) > 0.01  # one rate per shape
+
+
+def test_bad_code_flip_is_a_config_error(tmp_path, monkeypatch):
+    from octgen.cli.main import main
+
+    monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))
+    for bad in (0.7, -0.1, "lots", True):
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"output_dir": str(tmp_path / "o"), "modality": "shapes", "job": "tokenizer",
+                                   "model": {"fine_depth": 4, "token_depth": 2, "code_bits": 6, "channels": [8, 8, 12],
+                                             "enc_blocks": [0, 1, 1], "dec_blocks": [0, 1, 1]},
+                                   "data": {"source": "primitives", "num_train": 2, "num_val": 1, "code_flip": bad},
+                                   "max_steps": 1, "num_threads": 1}))
+        assert main(["train", str(cfg)]) == 2
+        assert not (tmp_path / "o" / "last").exists()

@@ -95,6 +95,20 @@ def _child_mask_targets(parent_keys: torch.Tensor, child_keys: torch.Tensor) -> 
 # --------------------------------------------------------------------------- layers
 
 
+def flip_codes(codes_NK: torch.Tensor, shape_N: torch.Tensor, n_shapes: int, max_rate: float,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Code noise: shape ``b`` draws a rate uniformly from [0, max_rate] and each bit
+    (a ±1 entry) of its nodes' codes is negated with that probability.
+
+    Args:
+        codes_NK: (N, K) codes in ±1.
+        shape_N: (N,) the shape each node belongs to, in 0..n_shapes-1.
+    """
+    rate_N = (torch.rand(n_shapes, generator=generator) * max_rate)[shape_N]
+    flip_NK = torch.rand(codes_NK.shape, generator=generator) < rate_N[:, None]
+    return torch.where(flip_NK, -codes_NK, codes_NK)
+
+
 class OctreeResBlock(nn.Module):
     """Pre-norm residual block of two 3x3x3 octree convolutions."""
 
@@ -291,9 +305,17 @@ class ShapeVQVAE(OctreeTokenizer):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, bands: list[ShapeBand]) -> dict:
+    def forward(self, bands: list[ShapeBand], code_flip: float = 0.0,
+                generator: torch.Generator | None = None) -> dict:
         """Training losses for a batch of preprocessed shapes.
 
+        Args:
+            bands: the batch.
+            code_flip: code noise for a decoder that survives sampled codes: each
+                shape draws a rate uniformly from [0, code_flip] and each bit of its
+                codes is flipped with that probability before decoding (the targets
+                stay the true shape). 0: off.
+            generator: drives the flips.
         Returns:
             dict of scalar tensors: ``loss`` (weighted total), ``sdf`` (L1, cell
             units, near-surface weighted), ``split`` (BCE), ``commit``,
@@ -306,6 +328,8 @@ class ShapeVQVAE(OctreeTokenizer):
         target_sdf = torch.cat([b.fine_sdf for b in bands]).clamp(-cfg.sdf_clip, cfg.sdf_clip)
         keys_enc, z = self.encode_bands(keys_fine, feats)
         codes, bits, qloss = self.quantizer(z)
+        if code_flip > 0:
+            codes = flip_codes(codes, keys_enc[-1] >> (3 * cfg.token_depth), len(bands), code_flip, generator)
         # keys_enc is [D, D-1, ..., T]; teacher forcing needs T+1..D-1 in that order.
         teacher = keys_enc[1:-1][::-1]
         logits, keys_dec, fine_keys, sdf = self.decode_codes(keys_enc[-1], codes, teacher)

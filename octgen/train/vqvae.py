@@ -199,15 +199,22 @@ class ShapeVQVAEJob(TrainingJob):
     Settings (config ``data``): ``source`` (primitives | shapes | mix),
     ``num_train`` / ``num_val`` shapes, ``init`` (start from the weights of this
     saved tokenizer folder instead of random ones), ``freeze_encoder`` (tune the
-    decoder only: the codes, and token files made with ``init``'s encoder, stay valid).
+    decoder only: the codes, and token files made with ``init``'s encoder, stay valid),
+    ``code_flip`` (train the decoder on codes with up to this share of bits flipped,
+    :meth:`ShapeVQVAE.forward`, so that it survives a generator's bit errors; the
+    validation loss stays on clean codes).
     """
 
-    defaults = {"source": "mix", "num_train": 2400, "num_val": 48, "init": "", "freeze_encoder": False}
+    defaults = {"source": "mix", "num_train": 2400, "num_val": 48, "init": "", "freeze_encoder": False,
+                "code_flip": 0.0}
 
     def prepare(self) -> dict:
         s, depth = self.settings, self._fine_depth()
         if s["source"] not in ("primitives", "shapes", "mix"):
             raise InputError(f"train config: source must be primitives, shapes or mix, got '{s['source']}'")
+        flip = s["code_flip"]
+        if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
+            raise InputError(f"train config: code_flip must be a share of bits from 0 to 0.5, got {s['code_flip']}")
         self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed)
         self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed)
         return {"shapes": len(self.train_set), "val_shapes": len(self.val_set), "depth": depth}
@@ -234,7 +241,7 @@ class ShapeVQVAEJob(TrainingJob):
 
     def loss(self, model, unwrapped, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
         idx = torch.randint(len(self.train_set), (self.cfg.batch_size,), generator=g).tolist()
-        losses = model([self.train_set[i] for i in idx])
+        losses = model([self.train_set[i] for i in idx], code_flip=float(self.settings["code_flip"]), generator=g)
         return losses["loss"], {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
 
     def on_save(self, unwrapped, ema, step: int, cpu_seconds: float) -> None:
