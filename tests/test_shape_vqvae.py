@@ -247,3 +247,20 @@ def test_bad_code_flip_is_a_config_error(tmp_path, monkeypatch):
                                    "max_steps": 1, "num_threads": 1}))
         assert main(["train", str(cfg)]) == 2
         assert not (tmp_path / "o" / "last").exists()
+
+
+def test_bench_tokenizer_scores_the_split_asked_for(tmp_path):
+    """`octgen bench tokenizer --split val` reads validation shapes (tokenizers are
+    chosen there), not the test shapes it reports by default."""
+    from octgen.cli.main import main
+
+    out = {}
+    for split in ("val", "test"):
+        path = tmp_path / f"{split}.json"
+        assert main(["bench", "tokenizer", "--num-test", "2", "--split", split, "--no-real", "--no-ceiling",
+                     "--iou-res", "32", "--ref-depth", "5", "--surface-samples", "2000", "--flip-rates", "0.1",
+                     "--json", str(path)]) == 0
+        out[split] = json.loads(path.read_text())
+    assert out["val"]["settings"]["split"] == "val" and out["test"]["settings"]["split"] == "test"
+    assert out["val"]["procedural_test"]["iou"] != out["test"]["procedural_test"]["iou"]
+    assert 0 < out["val"]["iou_by_flip_rate"]["0.1"] < 1

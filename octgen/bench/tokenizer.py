@@ -1,7 +1,9 @@
 """``octgen bench tokenizer``: reconstruction quality, token counts and speed of a
 shape tokenizer.
 
-- Held-out procedural test split (:mod:`octgen.data.shapes`, split "test"): each
+- Held-out procedural test split (:mod:`octgen.data.shapes`, split "test", or
+  "val" with ``--split val`` to choose between tokenizers; the result keeps the
+  key ``procedural_test``, ``settings.split`` names the split): each
   shape's exact SDF is tokenized and decoded; the reference solid is ``sdf < 0``
   on a dense grid, the reference surface the marching-cubes mesh of the SDF at
   ``--ref-depth`` (finer than the tokenizer's grid).
@@ -33,6 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tokenizer", default="shape-vqvae-d6t4k16", help="tokenizer folder or name under tokenizers/")
     p.add_argument("--num-test", type=int, default=100, help="procedural test shapes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="procedural split (default test; choose between tokenizers on val)")
     p.add_argument("--iou-res", type=int, default=128, help="dense grid for volumetric IoU (default 128^3)")
     p.add_argument("--ref-depth", type=int, default=7, help="reference marching-cubes depth (default 7: 128^3)")
     p.add_argument("--surface-samples", type=int, default=100_000, help="Chamfer samples per surface")
@@ -99,7 +103,7 @@ def run_procedural(model, args, flip_rates: list[float] = ()) -> list[dict]:
     from ..metrics.shapes import compare_meshes, sdf_occupancy_grid
     from ..data.grid import grid_to_mesh, sdf_grid
 
-    ds = ShapeDataset("test", size=args.num_test, seed=args.seed)
+    ds = ShapeDataset(args.split, size=args.num_test, seed=args.seed)
     rows = []
     for i in range(len(ds)):
         s = ds[i]
@@ -200,11 +204,11 @@ def run(args) -> dict:
     print(f"machine: {machine_summary()}")
     print(f"tokenizer {resolve_tokenizer_dir(args.tokenizer)}: fine depth {cfg.fine_depth}, token depth "
           f"{cfg.token_depth}, {cfg.code_bits} bits per token")
-    print(f"procedural test split ({args.num_test} shapes):")
+    print(f"procedural {args.split} split ({args.num_test} shapes):")
     proc = run_procedural(model, args, rates)
     result = {"bench": "tokenizer", "machine": machine_summary(), "tokenizer": cfg.name,
               "settings": {"num_test": args.num_test, "iou_res": args.iou_res, "ref_depth": args.ref_depth,
-                           "surface_samples": args.surface_samples, "seed": args.seed},
+                           "surface_samples": args.surface_samples, "seed": args.seed, "split": args.split},
               "procedural_test": _aggregate(proc)}
     if args.ceiling:
         result["procedural_ceiling"] = {"iou": _summary([r["ceiling_iou"] for r in proc]),
@@ -228,7 +232,7 @@ def run(args) -> dict:
                                                                            "source_watertight", "watertight")}
                                                  for r in real}
     agg = result["procedural_test"]
-    print(f"procedural test: IoU mean {agg['iou']['mean']:.4f} (median {agg['iou']['median']:.4f}), Chamfer-L1 mean "
+    print(f"procedural {args.split}: IoU mean {agg['iou']['mean']:.4f} (median {agg['iou']['median']:.4f}), Chamfer-L1 mean "
           f"{agg['chamfer_l1']['mean']:.5f}, normal consistency {agg['normal_consistency']['mean']:.4f}, "
           f"watertight {agg['watertight_fraction']:.0%}")
     if args.ceiling:
