@@ -311,10 +311,9 @@ class ShapeVQVAE(OctreeTokenizer):
 
         Args:
             bands: the batch.
-            code_flip: code noise for a decoder that survives sampled codes: each
-                shape draws a rate uniformly from [0, code_flip] and each bit of its
-                codes is flipped with that probability before decoding (the targets
-                stay the true shape). 0: off.
+            code_flip: the largest share of code bits flipped before decoding
+                (:func:`flip_codes`; the targets stay the true shape), so that the
+                decoder survives a generator's wrong bits. 0: off.
             generator: drives the flips.
         Returns:
             dict of scalar tensors: ``loss`` (weighted total), ``sdf`` (L1, cell
