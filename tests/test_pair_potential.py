@@ -262,3 +262,4 @@ def test_potentials_with_classifier_free_guidance():
         t.octree()
         assert t.payload.shape == (t.tokens_per_level()[-1], len(PAYLOAD))
         assert torch.equal(t.payload, u.payload)
+

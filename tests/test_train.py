@@ -233,3 +233,29 @@ def test_curve_loop_trains_in_chunks_keeps_the_best_and_resumes(tmp_path):
     # Rerunning finds the run finished: no training, no new point.
     assert [p["step"] for p in curve_loop(c, 2, None, measure_fn, lambda p: p["q"], str, plot_fn)] == [2, 4, 6]
     assert measured == [2, 4, 6]
+
+
+def test_init_from_a_shapes_pipeline_warm_starts_the_conditioner_too(tmp_path):
+    from octgen.condition.shape import ShapeConditioner
+    from octgen.model import OctGenTransformer, config_for_size
+    from octgen.modality.shapes import ShapesModality, make_untrained_shape_pipeline
+    from octgen.train import TrainConfig
+    from octgen.train.objective import ConditionedModel
+    from octgen.pipeline import OctGenPipeline
+    from octgen.train.trainer import init_components_from
+
+    folder = make_untrained_shape_pipeline(tmp_path / "p", seed=1)
+    saved = OctGenPipeline.from_pretrained(folder)
+    torch.manual_seed(2)
+    module = ConditionedModel(OctGenTransformer.from_octgen_config(saved.transformer.cfg), ShapeConditioner(384))
+    modality = ShapesModality(TrainConfig(output_dir=str(tmp_path / "run"), modality="shapes"))
+    assert not all(torch.equal(v.float(), module.conditioner.state_dict()[k])
+                   for k, v in saved.conditioner.state_dict().items())
+    assert init_components_from(modality.components(module), folder) == []
+    for name, part in (("transformer", saved.transformer), ("conditioner", saved.conditioner)):
+        mine = getattr(module, name).state_dict()
+        assert all(torch.equal(v.float(), mine[k]) for k, v in part.state_dict().items()), name
+    # a folder with the transformer only: the conditioner keeps its init, and says so
+    (folder / "conditioner" / "model.safetensors").unlink()
+    fresh = init_components_from(modality.components(module), folder)
+    assert fresh and all(k.startswith("conditioner.") for k in fresh)

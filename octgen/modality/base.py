@@ -123,6 +123,11 @@ class Modality:
         """The transformer inside the module :meth:`build_model` made."""
         return module
 
+    def components(self, module) -> dict[str, torch.nn.Module]:
+        """The trained parts of ``module`` by their pipeline folder names (what
+        ``init_from`` warm-starts); ``"transformer"`` always among them."""
+        return {"transformer": self.transformer_of(module)}
+
     def loss(self, model, batch, seqs, idx, data, generator: torch.Generator, transformer) -> tuple:
         """``(loss, stats)`` of a batch (``model`` as prepared by accelerate,
         ``transformer`` the unwrapped one); the size condition when the model has one."""

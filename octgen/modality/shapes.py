@@ -69,6 +69,9 @@ class ShapesModality(Modality):
     def transformer_of(self, module):
         return module.transformer
 
+    def components(self, module) -> dict[str, torch.nn.Module]:
+        return {"transformer": module.transformer, "conditioner": module.conditioner}
+
     def loss(self, model, batch, seqs, idx, data, generator, transformer) -> tuple:
         conds = data.condition_batch(idx, generator, float(self.settings["p_text"]), float(self.settings["p_sketch"]))
         return model(batch, *[t.to(batch.level_BT.device) for t in conds])

@@ -35,7 +35,9 @@ class TrainConfig:
         model: overrides of the named size (dim, n_layers, ... ``OctGenConfig`` fields),
             or for another job the keyword arguments of its model class.
         init_from: (generator) a pipeline folder (or its ``transformer/`` folder)
-            whose weights start the model instead of a random init: a fine-tune.
+            whose weights start the model instead of a random init: a fine-tune
+            (the transformer, and the conditioner of a shapes pipeline when the folder
+            has one).
             Every weight of that model must fit this one; this model's parameters
             that it lacks (a newly added head, say) keep their init.
         batch_size: sequences per micro-batch per process.

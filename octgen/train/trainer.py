@@ -138,25 +138,52 @@ def init_transformer_from(transformer: OctGenTransformer, folder: str | Path) ->
         InputError: no weights there, a damaged weights file, or a saved weight this
             model has not, or of another shape.
     """
-    from safetensors.torch import load_file
-
-    from ..weights import DIFFUSERS_WEIGHTS_NAME, check_safetensors
+    from ..weights import DIFFUSERS_WEIGHTS_NAME
 
     folder = Path(folder)
-    files = [p / DIFFUSERS_WEIGHTS_NAME for p in (folder / "transformer", folder)]
-    found = [f for f in files if f.is_file()]
+    found = [f for f in (folder / "transformer" / DIFFUSERS_WEIGHTS_NAME, folder / DIFFUSERS_WEIGHTS_NAME)
+             if f.is_file()]
     if not found:
         raise InputError(f"init_from: no transformer weights under {folder}")
-    check_safetensors(found[0])
-    saved = load_file(str(found[0]))
-    own = transformer.state_dict()
+    return _load_matching(transformer, found[0], folder)
+
+
+def init_components_from(components: dict[str, torch.nn.Module], folder: str | Path) -> list[str]:
+    """Warm-start every trained component (``Modality.components``) from a saved
+    pipeline folder: the transformer from ``transformer/`` (required), any other
+    component ``name`` from ``name/model.safetensors`` when the folder has it
+    (otherwise it keeps its init). Returns the names of the parameters that kept
+    their init (other components' prefixed with ``name.``)."""
+    folder = Path(folder)
+    fresh = init_transformer_from(components["transformer"], folder)
+    for name, component in components.items():
+        if name == "transformer":
+            continue
+        weights = folder / name / "model.safetensors"
+        if weights.is_file():
+            fresh += [f"{name}.{k}" for k in _load_matching(component, weights, folder / name)]
+        else:
+            fresh += [f"{name}.{k}" for k in component.state_dict()]
+    return fresh
+
+
+def _load_matching(module: torch.nn.Module, weights: Path, where: Path) -> list[str]:
+    """Load ``weights`` into ``module``: every saved weight must exist there with the
+    same shape; returns the names of ``module``'s weights the file lacks."""
+    from safetensors.torch import load_file
+
+    from ..weights import check_safetensors
+
+    check_safetensors(weights)
+    saved = load_file(str(weights))
+    own = module.state_dict()
     for name, w in saved.items():
         if name not in own:
-            raise InputError(f"init_from: {folder} has weight '{name}', which this model does not")
+            raise InputError(f"init_from: {where} has weight '{name}', which this model does not")
         if tuple(own[name].shape) != tuple(w.shape):
-            raise InputError(f"init_from: weight '{name}' is {tuple(w.shape)} in {folder}, "
+            raise InputError(f"init_from: weight '{name}' is {tuple(w.shape)} in {where}, "
                              f"{tuple(own[name].shape)} here")
-    transformer.load_state_dict({k: v.to(own[k].dtype) for k, v in saved.items()}, strict=False)
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in saved.items()}, strict=False)
     return sorted(set(own) - set(saved))
 
 
@@ -248,7 +275,7 @@ class GeneratorJob(TrainingJob):
         module = build_model(self.cfg, self.modality, self.tokenizer, self.data.depth,
                              self.modality.model_settings(self.data))
         if self.cfg.init_from:
-            fresh = init_transformer_from(self.modality.transformer_of(module), self.cfg.init_from)
+            fresh = init_components_from(self.modality.components(module), self.cfg.init_from)
             print(f"initialised from {self.cfg.init_from}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
         num_sizes = self.modality.transformer_of(module).cfg.num_sizes
         self.export_extra = {"size_histogram": size_histogram(self.data, num_sizes)} if num_sizes else {}
