@@ -264,3 +264,27 @@ def test_bench_tokenizer_scores_the_split_asked_for(tmp_path):
     assert out["val"]["settings"]["split"] == "val" and out["test"]["settings"]["split"] == "test"
     assert out["val"]["procedural_test"]["iou"] != out["test"]["procedural_test"]["iou"]
     assert 0 < out["val"]["iou_by_flip_rate"]["0.1"] < 1
+
+
+def test_connect_leaves_points_at_the_gap_between_parts():
+    """Two cubes a few fine cells apart decode to two parts: connect_leaves gives the
+    larger part's share and the leaves on both sides of the gap (and only there);
+    one cube is whole, with nothing to draw again."""
+    from octgen.octree import key_to_xyz
+
+    model = load_tokenizer(str(SHIPPED))
+    share, leaves = model.connect_leaves(model.encode(cube(0.5)))
+    assert share == 1.0 and len(leaves) == 0
+
+    def two_boxes(p):  # x in [-0.7, -0.1] (the larger) and [0.1, 0.5]: 3 fine cells apart
+        box = lambda q, h: (q.abs() - h).clamp(min=0).norm(dim=-1) + (q.abs() - h).max(dim=-1).values.clamp(max=0)
+        a, b = p.clone(), p.clone()
+        a[..., 0] += 0.4
+        b[..., 0] -= 0.3
+        return torch.minimum(box(a, torch.tensor([0.3, 0.3, 0.3])), box(b, torch.tensor([0.2, 0.3, 0.3])))
+    tokens = model.encode(two_boxes)
+    assert len(model.decode(tokens).split(only_watertight=False)) == 2
+    share, leaves = model.connect_leaves(tokens)
+    assert 0.5 < share < 0.6  # areas 2.16 and 1.68 (decoded 2.06 and 1.60)
+    x = key_to_xyz(tokens.octree().keys[model.config.token_depth])[leaves, 0]
+    assert len(leaves) > 0 and set(x.tolist()) == {7, 8}  # leaves 16 across: the gap is at x = 0

@@ -84,6 +84,10 @@ def add_arguments(p) -> None:
     p.add_argument("--confidence", default=None,
                    help="order in which each level's tokens are revealed: the sample's log-probability (logp), "
                         "its distribution's max probability or entropy, or random (default: the checkpoint's)")
+    p.add_argument("--connect", type=int, default=None,
+                   help="join each structure level's cells into one part with at most N added cells per stray "
+                        "part, and draw again the leaf codes where the mesh comes apart (0: off; default: the "
+                        "checkpoint's)")
     p.add_argument("--seed", type=int_in_range(0, 2**62), default=0,
                    help="generation seed; shape i of the split uses seed + i (default 0)")
     p.add_argument("--split", choices=("test", "val"), default="test",
@@ -345,13 +349,14 @@ def targets_met(result: dict) -> dict:
 # ----------------------------------------------------------------------------- run
 def sampler_overrides(args) -> dict:
     """The sampler settings ``--guidance``, ``--steps``, ``--temperature``,
-    ``--leaf-temperature``, ``--top-p`` and ``--confidence`` change, each checked by
+    ``--leaf-temperature``, ``--top-p``, ``--confidence`` and ``--connect`` change, each checked by
     :class:`SamplerConfig` itself (a one-line error naming the flag)."""
     from ..errors import InputError
     from ..sampling.scheduler import SamplerConfig
 
     flags = {"guidance_scale": "guidance", "steps": "steps", "temperature": "temperature",
-             "leaf_temperature": "leaf_temperature", "top_p": "top_p", "confidence": "confidence"}
+             "leaf_temperature": "leaf_temperature", "top_p": "top_p", "confidence": "confidence",
+             "connect": "connect"}
     overrides = {}
     for key, attr in flags.items():
         value = getattr(args, attr)
@@ -417,7 +422,7 @@ def run(args) -> dict:
         "settings": {"per_category": args.per_category, "categories": categories, "caption": args.caption,
                      "sketch_views": args.sketch_views, "guidance": args.guidance, "steps": args.steps,
                      "temperature": args.temperature, "leaf_temperature": args.leaf_temperature,
-                     "top_p": args.top_p, "confidence": args.confidence,
+                     "top_p": args.top_p, "confidence": args.confidence, "connect": args.connect,
                      "seed": args.seed, "data_seed": args.data_seed, "iou_res": args.iou_res,
                      "surface_points": args.surface_points, "split": args.split,
                      "classifier": str(clf_dir)},

@@ -319,6 +319,10 @@ def _add_shape_parser(gsub) -> None:
     s.add_argument("--guidance", type=_positive_float, default=None, metavar="G",
                    help="classifier-free guidance weight, a finite number >= 0 (0: ignore the condition, "
                         "1: no extra guidance; default: the checkpoint's); needs a prompt or sketch")
+    s.add_argument("--connect", type=int_in_range(0, 4096), default=None, metavar="N",
+                   help="whole objects: join each octree level's cells into one part with at most N added cells "
+                        "per stray part and draw again the leaf codes where the mesh comes apart (0: off; "
+                        "default: the checkpoint's)")
     s.add_argument("--format", choices=SHAPE_FORMATS, default="glb", help="mesh file format (default glb)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     _add_checkpoint_and_sampling(s, f"shape pipeline folder (default: the shipped {DEFAULT_SHAPE_CHECKPOINT})")
@@ -487,6 +491,8 @@ def _prepare_shapes(args):
         overrides["temperature"] = args.temperature
     if args.guidance is not None:
         overrides["guidance_scale"] = args.guidance
+    if args.connect is not None:
+        overrides["connect"] = args.connect
     cfg = pipe.sampler_config
     settings = {"guidance": overrides.get("guidance_scale", cfg.guidance_scale) if conditional else None,
                 "steps": overrides.get("steps", cfg.steps),

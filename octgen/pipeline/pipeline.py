@@ -302,7 +302,7 @@ class OctGenPipeline:
                 batch_cond = replace(batch_cond or Condition(), size_B=sizes[rows])
             tokens, stats = sampler.sample(n, generator=generator, cond=batch_cond,
                                            payload_kind=self.tokenizer.payload_kind, return_stats=True,
-                                           callback=callback)
+                                           callback=callback, connect_leaves=self.tokenizer.connect_leaves)
             shared = {"encode_condition": t_cond / num,
                       **{f"sample_level_{d}": s / n for d, s in enumerate(stats["level_seconds"])}}
             for r, t in zip(rows.tolist(), tokens):

@@ -26,6 +26,7 @@ import torch
 from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransformer
 from ..octree import key_to_xyz, xyz_to_centres
 from ..tokenize.tokens import OctreeTokens
+from .connect import CONNECT_ROUNDS, connect_children
 from .scheduler import (LevelScheduler, SamplerConfig, children_per_class, sample_field, sample_fields,
                         sample_masks_with_total)
 
@@ -145,7 +146,7 @@ class OctreeSampler:
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, cond: Condition | None = None,
                payload_kind: str = "none", return_stats: bool = False, callback=None,
-               given: list[OctreeTokens] | None = None, given_levels: int = 0):
+               given: list[OctreeTokens] | None = None, given_levels: int = 0, connect_leaves=None):
         """Sample ``batch_size`` token sequences.
 
         Args:
@@ -154,7 +155,8 @@ class OctreeSampler:
             cond: the condition of each row (class labels / embeddings), or None.
             payload_kind: written into the returned tokens (the tokenizer's; "none" by default).
             return_stats: also return {"forwards": model calls, "steps": per level,
-                "level_seconds": wall-clock seconds per level}.
+                "level_seconds": wall-clock seconds per level, and with
+                ``connect`` "connect_added": cells added per structure level and row}.
             callback: optional ``callback(level, structure_B)`` called after each
                 level ``d`` = 0..D is sampled; ``structure_B[b]`` is row b's list of
                 uint8 structure tokens of depths 0..min(d, D - 1) (CPU). It only reads
@@ -165,6 +167,10 @@ class OctreeSampler:
                 sampled (k <= D: coarse-to-fine completion; k = D keeps the whole
                 structure and samples only the leaves' payload).
             given_levels: how many levels of ``given`` to keep (0: sample all).
+            connect_leaves: with ``config.connect``, the tokenizer's
+                ``connect_leaves(tokens) -> (share, leaves)``: how whole a row's decoded
+                output is (its largest part's share, 1.0 whole) and which leaves to
+                draw again to join its parts (:meth:`_redraw_junctions`).
         Returns:
             B :class:`OctreeTokens` (CPU tensors).
         """
@@ -176,7 +182,7 @@ class OctreeSampler:
             raise ValueError(f"given_levels needs {batch_size} given token octrees of depth {self.model.depth}")
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             return self._sample(batch_size, generator, cond, payload_kind, return_stats, callback,
-                                given if given_levels else None, given_levels)
+                                given if given_levels else None, given_levels, connect_leaves)
 
     @staticmethod
     def _given_level(given: list[OctreeTokens], d: int, valid: torch.Tensor) -> torch.Tensor:
@@ -191,7 +197,7 @@ class OctreeSampler:
         return tokens
 
     def _sample(self, batch_size: int, generator: torch.Generator | None, cond: Condition | None,
-                payload_kind: str, return_stats: bool, callback, given, given_levels: int):
+                payload_kind: str, return_stats: bool, callback, given, given_levels: int, connect_leaves):
         model, cfg = self.model, self.config
         dev = next(model.parameters()).device
         D, P = model.depth, len(model.cfg.payload_vocab_sizes)
@@ -221,22 +227,36 @@ class OctreeSampler:
             S = sched.set_level(valid, leaf)
             if cache is not None:
                 cache.open_slot(self._rows(self._nodes(level, tokens, masked, centre, leaf, P), guided).level_BT)
+            def reveal(tokens, masked, S):
+                """S token-parallel steps over the masked tokens of this level."""
+                i = -1
+                for i in range(S):
+                    nodes = self._nodes(level, tokens, masked, centre, leaf, P)
+                    h = self._forward(nodes, finished, cache, cond_rows, guided)
+                    stats["forwards"] += 1
+                    values, score = self._draw(h, nodes, leaf, guided, B, generator,
+                                               size_B if d == cfg.size_level else None, sched.remaining_SB[i])
+                    if not leaf:
+                        tokens = tokens - 1  # structure classes are mask - 1
+                    tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)
+                    if not leaf:
+                        tokens = torch.where(valid[..., None], tokens + 1, torch.zeros_like(tokens))
+                    if not masked.any():
+                        break
+                return tokens, masked, i
+
             if d < given_levels:
-                tokens, masked, S, i = self._given_level(given, d, valid), torch.zeros_like(masked), 0, -1
-            for i in range(S):
-                nodes = self._nodes(level, tokens, masked, centre, leaf, P)
-                h = self._forward(nodes, finished, cache, cond_rows, guided)
-                stats["forwards"] += 1
-                values, score = self._draw(h, nodes, leaf, guided, B, generator,
-                                           size_B if d == cfg.size_level else None, sched.remaining_SB[i])
-                if not leaf:
-                    tokens = tokens - 1  # structure classes are mask - 1
-                tokens, masked = sched.step_values(i, values, score, tokens, masked, generator)
-                if not leaf:
-                    tokens = torch.where(valid[..., None], tokens + 1, torch.zeros_like(tokens))
-                if not masked.any():
-                    break
+                tokens, masked, i = self._given_level(given, d, valid), torch.zeros_like(masked), -1
+            else:
+                tokens, masked, i = reveal(tokens, masked, S)
+            if leaf and cfg.connect and connect_leaves is not None:
+                tokens = self._redraw_junctions(tokens, valid, level_tokens, D, payload_kind, connect_leaves,
+                                                sched, reveal, stats)
             stats["steps"].append(i + 1)
+            if cfg.connect and not leaf and d >= given_levels:
+                masks, added = connect_children(keys, tokens[..., 0], valid, cfg.connect)
+                tokens = masks[..., None]
+                stats.setdefault("connect_added", []).append(added)
             done = self._nodes(level, tokens, masked, centre, leaf, P)
             if cache is not None and not leaf:
                 model(self._rows(done, guided), past=cache)  # writes the finished level's keys / values
@@ -253,6 +273,38 @@ class OctreeSampler:
                              for b in range(B)])
         out = self._to_tokens(level_tokens, D, payload_kind)
         return (out, stats) if return_stats else out
+
+    @staticmethod
+    def _redraw_junctions(tokens, valid, level_tokens, D: int, payload_kind: str, connect_leaves, sched,
+                          reveal, stats) -> torch.Tensor:
+        """Leaf payloads drawn again where the decoded output comes apart
+        (``SamplerConfig.connect``): up to :data:`CONNECT_ROUNDS` times, the leaves
+        ``connect_leaves`` names for each row not yet whole are masked and drawn
+        again given all the others; each row keeps its wholest draw."""
+        B = tokens.shape[0]
+        best, best_share = tokens.clone(), torch.full((B,), -1.0)
+        todo = torch.ones(B, dtype=torch.bool)
+        stats["connect_redrawn"] = [0] * B
+        for r in range(CONNECT_ROUNDS + 1):
+            rows = todo.nonzero().flatten().tolist()
+            if not rows:
+                break
+            outs = OctreeSampler._to_tokens([*level_tokens, (tokens, valid)], D, payload_kind, rows)
+            redo = torch.zeros_like(valid)
+            for b, t in zip(rows, outs):
+                share, leaves = connect_leaves(t)
+                if share > best_share[b]:
+                    best_share[b] = share
+                    best[b] = tokens[b]
+                if share >= 1.0 or len(leaves) == 0 or r == CONNECT_ROUNDS:
+                    todo[b] = False
+                    continue
+                redo[b, valid[b].nonzero().flatten()[leaves.to(valid.device)]] = True
+                stats["connect_redrawn"][b] += len(leaves)
+            if not redo.any():
+                break
+            tokens, _, _ = reveal(tokens, redo, sched.set_level(redo, True))
+        return best
 
     @staticmethod
     def _nodes(level, tokens, masked, centre, leaf: bool, P: int) -> NodeInputs:
@@ -281,10 +333,9 @@ class OctreeSampler:
         return h[:, -nodes.level_BT.shape[1]:]
 
     @staticmethod
-    def _to_tokens(level_tokens, D: int, payload_kind: str) -> list[OctreeTokens]:
-        B = level_tokens[0][0].shape[0]
+    def _to_tokens(level_tokens, D: int, payload_kind: str, rows: list[int] | None = None) -> list[OctreeTokens]:
         out = []
-        for b in range(B):
+        for b in range(level_tokens[0][0].shape[0]) if rows is None else rows:
             structure = [t[b, v[b], 0].to(torch.uint8).cpu() for t, v in level_tokens[:D]]
             t, v = level_tokens[D]
             out.append(OctreeTokens(structure, t[b, v[b]].long().cpu(), payload_kind, {"generator": "octgen"}))

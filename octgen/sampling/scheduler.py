@@ -60,6 +60,10 @@ class SamplerConfig:
             (:func:`sample_masks_with_total`). Right for molecules at level
             ``depth - 2``, whose children are cells no two atoms can share, so their
             count is the atom count. None: off.
+        connect: for shapes, N > 0 joins each structure level's children into one
+            face-connected part by adding at most N empty cells (inside occupied
+            parents) per stray part, after the level's masks are drawn
+            (:func:`octgen.sampling.connect.connect_children`). 0: off.
     """
 
     steps: int | None = 8
@@ -75,6 +79,7 @@ class SamplerConfig:
     leaf_steps: int | None = 0
     size_level: int | None = None
     leaf_temperature: float | None = None
+    connect: int = 0
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -94,6 +99,8 @@ class SamplerConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.size_level is not None and int(self.size_level) < 0:
             raise ValueError(f"size_level must be a structure level >= 0 or None, got {self.size_level}")
+        if isinstance(self.connect, bool) or not isinstance(self.connect, int) or self.connect < 0:
+            raise ValueError(f"connect must be a whole number of cells >= 0 (0: off), got {self.connect!r}")
         if self.leaf_steps is not None and int(self.leaf_steps) < 0:
             raise ValueError(f"leaf_steps must be >= 0 (0: as steps) or None, got {self.leaf_steps}")
 

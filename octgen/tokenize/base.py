@@ -63,6 +63,13 @@ class OctreeTokenizer(ModelMixin, ConfigMixin):
         a tokenizer whose decoding has stages worth timing returns a richer result."""
         return self.decode(tokens)
 
+    def connect_leaves(self, tokens: OctreeTokens) -> tuple[float, torch.Tensor]:
+        """For ``SamplerConfig.connect``: how whole ``decode(tokens)`` is (its largest
+        connected part's share, 1.0 = one part) and the leaves (indices in z-order)
+        whose payload, drawn again, could join its parts. Default: whole, none (an
+        output without a notion of parts)."""
+        return 1.0, torch.zeros(0, dtype=torch.long)
+
     @classmethod
     def load(cls, directory: str | Path) -> "OctreeTokenizer":
         """A tokenizer saved with ``save_pretrained``, checked first (one-line

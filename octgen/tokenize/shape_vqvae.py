@@ -500,6 +500,40 @@ class ShapeVQVAE(OctreeTokenizer):
         dropped (stray sign errors far from the surface make such specks)."""
         return self.grid_to_mesh(self.tokens_to_grid(tokens, threshold, clamp_off_band, fill), min_part)
 
+    def connect_leaves(self, tokens: OctreeTokens) -> tuple[float, torch.Tensor]:
+        """How whole ``decode(tokens)`` is, and where its parts come closest: the
+        largest face-connected part's share of the surface area (1.0: one part), and
+        the depth-T leaves (indices in z-order) within one leaf of both the largest
+        part and another part, whose codes drawn again could join the two
+        (``SamplerConfig.connect``)."""
+        import trimesh
+        from scipy import ndimage
+
+        from ..octree import key_to_xyz
+
+        none = torch.zeros(0, dtype=torch.long)
+        mesh = self.decode(tokens)
+        if len(mesh.faces) == 0 or mesh.area <= 0:
+            return 1.0, none
+        labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+        area = np.bincount(labels, weights=mesh.area_faces)
+        if len(area) == 1:
+            return 1.0, none
+        share = float(area.max() / area.sum())
+        rt = 1 << self.config.token_depth
+        cell = np.clip(np.floor((mesh.triangles_center + 1) / 2 * rt).astype(np.int64), 0, rt - 1)
+        near = ndimage.generate_binary_structure(3, 3)
+        def around(part: int) -> np.ndarray:
+            occ = np.zeros((rt,) * 3, dtype=bool)
+            occ[tuple(cell[labels == part].T)] = True
+            return ndimage.binary_dilation(occ, near)
+        main = around(int(area.argmax()))
+        junction = np.zeros_like(main)
+        for part in np.flatnonzero(np.arange(len(area)) != area.argmax()):
+            junction |= main & around(int(part))
+        xyz = key_to_xyz(tokens.octree().keys[self.config.token_depth]).numpy()
+        return share, torch.from_numpy(np.flatnonzero(junction[tuple(xyz.T)]))
+
     def decode_sample(self, tokens: OctreeTokens, timings: dict) -> ShapeResult:
         """:meth:`decode` with its two stages timed: a :class:`ShapeResult` whose
         timings are ``timings`` plus ``decode``, ``marching_cubes`` and ``total``."""
