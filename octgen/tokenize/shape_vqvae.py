@@ -176,6 +176,10 @@ class ShapeResult:
     timings: dict = field(default_factory=dict)
 
 
+# How far (in depth-T leaves, 26-neighbourhood) from two parts a leaf may lie to be
+# drawn again by ShapeVQVAE.connect_leaves.
+JUNCTION_REACH = 1
+
 class ShapeVQVAE(OctreeTokenizer):
     """Octree VQ-VAE shape tokenizer (see the module docstring), an
     :class:`~octgen.tokenize.base.OctreeTokenizer`: ``depth`` is the token depth T,
@@ -503,8 +507,8 @@ class ShapeVQVAE(OctreeTokenizer):
     def connect_leaves(self, tokens: OctreeTokens) -> tuple[float, torch.Tensor]:
         """How whole ``decode(tokens)`` is, and where its parts come closest: the
         largest face-connected part's share of the surface area (1.0: one part), and
-        the depth-T leaves (indices in z-order) within one leaf of both the largest
-        part and another part, whose codes drawn again could join the two
+        the depth-T leaves (indices in z-order) within :data:`JUNCTION_REACH` leaves of
+        both the largest part and another part, whose codes drawn again could join the two
         (``SamplerConfig.connect``)."""
         import trimesh
         from scipy import ndimage
@@ -526,7 +530,7 @@ class ShapeVQVAE(OctreeTokenizer):
         def around(part: int) -> np.ndarray:
             occ = np.zeros((rt,) * 3, dtype=bool)
             occ[tuple(cell[labels == part].T)] = True
-            return ndimage.binary_dilation(occ, near)
+            return ndimage.binary_dilation(occ, near, iterations=JUNCTION_REACH)
         main = around(int(area.argmax()))
         junction = np.zeros_like(main)
         for part in np.flatnonzero(np.arange(len(area)) != area.argmax()):
