@@ -56,6 +56,7 @@ SHAPE_FORMATS = ("GLB", "OBJ", "PLY", "STL")
 MAX_GUIDANCE = 10.0
 MAX_STEPS = 64
 MAX_TEMPERATURE = 2.0
+WHOLE_BRIDGE = 4  # cells a "Whole objects" run may add to join a stray part, where the checkpoint sets none
 MAX_SEED = 2**63 - 1
 RANDOM_SEED_BELOW = 2**31  # randomized seeds stay short enough to read and retype
 SHAPE_EXAMPLE_PROMPTS = ("a tall bar stool with three thin legs", "a round table with a central pedestal",
@@ -490,7 +491,7 @@ def _sample_in_thread(pipe, inputs: dict, seed: int, sampler: dict):
 
 @user_errors
 def generate_shape(condition, prompt, sketch, seed, randomize_seed=False, guidance=None, steps=None,
-                   temperature=None, request: gr.Request = None, progress=gr.Progress()):
+                   temperature=None, whole=None, request: gr.Request = None, progress=gr.Progress()):
     """Shape tab handler (a generator: coarse previews first, then the mesh).
 
     Args:
@@ -503,6 +504,9 @@ def generate_shape(condition, prompt, sketch, seed, randomize_seed=False, guidan
         guidance: classifier-free guidance scale, 0 to :data:`MAX_GUIDANCE`; None: the checkpoint's.
         steps: unmasking steps per octree level (0: one token per step); None: the checkpoint's.
         temperature: sampling temperature (0: greedy); None: the checkpoint's.
+        whole: join stray parts while sampling (``SamplerConfig.connect``: the
+            checkpoint's bridge size, or :data:`WHOLE_BRIDGE` cells where it has none)
+            or not; None: the checkpoint's.
     Yields:
         (GLB for the viewer, seed used, Markdown summary, seconds per stage, mesh
         path for export). While sampling: the occupied cells of the finished coarse
@@ -528,6 +532,10 @@ def generate_shape(condition, prompt, sketch, seed, randomize_seed=False, guidan
         sampler["steps"] = None if n == 0 else n
     if temperature is not None:
         sampler["temperature"] = _number(temperature, "temperature", 0, MAX_TEMPERATURE)
+    if whole is not None:
+        if not isinstance(whole, bool):
+            raise gr.Error("Whole objects must be on or off.")
+        sampler["connect"] = (int(info.get("sampler", {}).get("connect", 0)) or WHOLE_BRIDGE) if whole else 0
     inputs: dict = {}
     if condition == "Prompt":
         inputs["prompt"] = check_prompt(prompt if isinstance(prompt, str) else "")
@@ -563,6 +571,8 @@ def generate_shape(condition, prompt, sketch, seed, randomize_seed=False, guidan
         used = "unconditional"
     if "guidance_scale" in sampler and condition != SHAPE_CONDITIONS[2]:
         used += f", guidance {sampler['guidance_scale']:g}"
+    if sampler.get("connect") == 0:
+        used += ", stray parts kept"
     note = f" Checkpoint note: {info['note']}." if info.get("note") else ""
     if len(mesh.faces) == 0:
         yield None, seed, f"No surface for seed {seed} ({used}): the decoded field is empty; try another seed.{note}", \
@@ -612,6 +622,7 @@ def _shape_tab() -> None:
     default_guidance = float(sampler_info.get("guidance_scale", SamplerConfig().guidance_scale))
     default_steps = sampler_info.get("steps", SamplerConfig().steps) or 0
     default_temperature = float(sampler_info.get("temperature", SamplerConfig().temperature))
+    default_whole = int(sampler_info.get("connect", 0) or 0) > 0
     with gr.Row():
         with gr.Column(scale=1):
             condition = gr.Radio(list(SHAPE_CONDITIONS), value=SHAPE_CONDITIONS[0], label="Condition",
@@ -647,6 +658,7 @@ def _shape_tab() -> None:
                                   label="Steps per octree level (0: one token per step)")
                 temperature = gr.Slider(0, MAX_TEMPERATURE, value=default_temperature, step=0.05,
                                         label="Temperature (0: greedy)")
+                whole = gr.Checkbox(value=default_whole, label="Whole objects (join stray parts while sampling)")
         with gr.Column(scale=2):
             viewer = gr.Model3D(label="Generated shape", clear_color=(1, 1, 1, 1), camera_position=SHAPE_CAMERA,
                                 height=480, elem_id="shape-viewer")
@@ -657,7 +669,7 @@ def _shape_tab() -> None:
                 export_btn = gr.Button("Export", scale=1)
             download = gr.File(label="Exported mesh")
             timings = gr.JSON(label="Seconds per stage")
-    button.click(generate_shape, [condition, prompt, sketch, seed, randomize, guidance, steps, temperature],
+    button.click(generate_shape, [condition, prompt, sketch, seed, randomize, guidance, steps, temperature, whole],
                  [viewer, seed, summary, timings, mesh_path], api_name="generate_shape", preprocess=False)
     export_btn.click(export_shape, [mesh_path, file_format], [download], api_name="export_shape",
                 preprocess=False)

@@ -193,6 +193,24 @@ def test_shape_tab_prompt_gives_previews_glb_timings_and_exports(shape_checkpoin
     assert not [f for f in os.listdir(os.path.dirname(glb2)) if ".part" in f]  # atomic writes left nothing
 
 
+def test_shape_tab_whole_objects_switch_reaches_the_sampler(shape_checkpoint, monkeypatch):
+    """On: the checkpoint's bridge size (the untrained one has none: WHOLE_BRIDGE);
+    off: connect 0, said in the summary; unset: the checkpoint's default."""
+    seen = []
+    real = app._sample_in_thread
+
+    def spy(pipe, inputs, seed, sampler):
+        seen.append(dict(sampler))
+        return real(pipe, inputs, seed, sampler)
+
+    monkeypatch.setattr(app, "_sample_in_thread", spy)
+    *_, (_, _, summary_on, _, _) = app.generate_shape("Prompt", "a mug", None, 0, False, 3.0, None, None, True)
+    *_, (_, _, summary_off, _, _) = app.generate_shape("Prompt", "a mug", None, 0, False, 3.0, None, None, False)
+    list(app.generate_shape("Prompt", "a mug", None, 0, False, 3.0))
+    assert [s.get("connect") for s in seen] == [app.WHOLE_BRIDGE, 0, None]
+    assert "stray parts kept" in summary_off and "stray parts kept" not in summary_on
+
+
 def test_shape_tab_randomize_writes_the_seed_back(shape_checkpoint):
     _, last = _final("Prompt", "a mug", None, 5, randomize=True)
     assert isinstance(last[1], int) and 0 <= last[1] < app.RANDOM_SEED_BELOW
@@ -305,6 +323,7 @@ def _blank_dict():
     (("Prompt", "a mug", None, 0, False, 3.0, -1), "steps"),
     (("Prompt", "a mug", None, 0, False, 3.0, 2.5), "steps"),
     (("Prompt", "a mug", None, 0, False, 3.0, None, 5.0), "temperature"),
+    (("Prompt", "a mug", None, 0, False, 3.0, None, None, "yes"), "Whole objects"),
     (("Text", "a mug", None, 0), "condition"),
 ])
 def test_shape_tab_rejects_bad_input(shape_checkpoint, args, match):

@@ -88,7 +88,7 @@ def curve_loop(cfg, every: int, until: int | None, measure_fn, score_fn, line_fn
         target = min(until, (step // every + 1) * every)
         result = train(cfg, resume=state is not None, stop_at=target, progress=True)
         q = measure_fn(out / "pipeline")
-        point = {"step": result["step"], "train_cpu_seconds": round(result["cpu_seconds"], 1),
+        point = {"step": result["step"], "train_cpu_seconds": round(result["cpu_seconds"], 3),
                  "loss": result["loss"], **q}
         points.append(point)
         with open(curve_path, "a") as f:
