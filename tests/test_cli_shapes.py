@@ -202,6 +202,8 @@ def _bad_inputs(tmp, ckpt):
         ("nan guidance", [*c, "--prompt", "a chair", "--guidance", "nan"]),
         ("inf guidance", [*c, "--prompt", "a chair", "--guidance", "inf"]),
         ("guidance without condition", [*c, "--guidance", "2"]),
+        ("negative connect", [*c, "--prompt", "a chair", "--connect", "-1"]),
+        ("fractional connect", [*c, "--prompt", "a chair", "--connect", "1.5"]),
         ("two conditions", [*c, "--prompt", "a chair", "--sketch", tmp / "blank.png"]),
         ("bad format", [*c, "--format", "fbx"]),
         ("zero num", [*c, "--num", "0"]),
@@ -257,9 +259,9 @@ def test_console_script_exit_code_and_one_line(ckpt, tmp_path):
 
 def test_sampler_overrides_are_recorded(ckpt, tmp_path, capsys):
     out = tmp_path / "gen"
-    assert _gen(capsys, ckpt, out, "--temperature", 0.5, "--steps", 2, "--seed", 4)[0] == 0
+    assert _gen(capsys, ckpt, out, "--temperature", 0.5, "--steps", 2, "--seed", 4, "--connect", 3)[0] == 0
     [row] = _manifest(out)
-    assert (row["temperature"], row["steps"], row["seed"]) == (0.5, 2, 4)
+    assert (row["temperature"], row["steps"], row["seed"], row["connect"]) == (0.5, 2, 4, 3)
     assert all(math.isfinite(v) and v >= 0 for v in row["timings"].values())
     _check_rows(out, [row], "glb")  # this seed gives a non-empty mesh: one file, never a silent skip
     assert np.isfinite(trimesh.load(out / row["files"][0], force="mesh").vertices).all()

@@ -284,7 +284,7 @@ condition with --seed S+k --num 1 gives the same mesh (same checkpoint, steps,
 temperature and guidance).
 
 manifest.jsonl, one line per item: index, prompt, sketch (the one not used is
-null), seed, guidance (null when unconditional), steps, temperature, files
+null), seed, guidance (null when unconditional), steps, temperature, connect, files
 (names in DIR; [] when no surface was decoded), empty, watertight, faces,
 seconds (wall clock, including writing the file) and timings (seconds per
 pipeline stage).
@@ -496,7 +496,8 @@ def _prepare_shapes(args):
     cfg = pipe.sampler_config
     settings = {"guidance": overrides.get("guidance_scale", cfg.guidance_scale) if conditional else None,
                 "steps": overrides.get("steps", cfg.steps),
-                "temperature": overrides.get("temperature", cfg.temperature)}
+                "temperature": overrides.get("temperature", cfg.temperature),
+                "connect": overrides.get("connect", cfg.connect)}
     return pipe, conditions, overrides, settings
 
 
