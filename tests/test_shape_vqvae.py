@@ -288,3 +288,19 @@ def test_connect_leaves_points_at_the_gap_between_parts():
     assert 0.5 < share < 0.6  # areas 2.16 and 1.68 (decoded 2.06 and 1.60)
     x = key_to_xyz(tokens.octree().keys[model.config.token_depth])[leaves, 0]
     assert len(leaves) > 0 and set(x.tolist()) == {7, 8}  # leaves 16 across: the gap is at x = 0
+
+
+def test_decode_sample_takes_the_mesh_connect_leaves_decoded():
+    """The sampler's connect check decodes each draw; decode_sample then takes that
+    mesh (once) instead of decoding the same tokens again, and decodes any other
+    tokens (or the same tokens a second time) as before."""
+    model = load_tokenizer(str(SHIPPED))
+    a, b = model.encode(cube(0.5)), model.encode(sphere(0.6))
+    model.connect_leaves(a)
+    checked = next(reversed(model._checked.values()))
+    first = model.decode_sample(a, {})
+    assert first.mesh is checked
+    again = model.decode_sample(a, {})  # taken once: decoded afresh, the same mesh
+    assert again.mesh is not checked and np.array_equal(again.mesh.vertices, checked.vertices)
+    assert np.array_equal(model.decode_sample(b, {}).mesh.vertices, model.decode(b).vertices)
+    assert len(model._checked) == 0

@@ -86,12 +86,11 @@ def volumetric_iou(occ_a: np.ndarray, occ_b: np.ndarray) -> float:
 def largest_part_area_fraction(mesh) -> float:
     """Area of the largest face-connected part of ``mesh`` over its total area
     (0.0 for an empty mesh). Parts are connected through shared edges."""
-    import trimesh
+    from ..octree.mesh import mesh_parts
 
     if len(mesh.faces) == 0 or mesh.area <= 0:
         return 0.0
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
-    per_part = np.bincount(labels, weights=mesh.area_faces)
+    _, per_part = mesh_parts(mesh)
     return float(per_part.max() / per_part.sum())
 
 

@@ -40,6 +40,18 @@ def normalize_mesh(mesh, margin: float = 0.05):
     return mesh
 
 
+def mesh_parts(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Face-connected parts of ``mesh`` (faces joined through shared edges): the
+    ``(F,)`` part label of each face and the ``(K,)`` surface area of each part
+    (both empty for a mesh without faces)."""
+    import trimesh
+
+    if len(mesh.faces) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    return labels, np.bincount(labels, weights=mesh.area_faces)
+
+
 def surface_sample_count(area: float, depth: int, per_cell: float = 8.0,
                          min_points: int = 10_000, max_points: int = 2_000_000) -> int:
     """Points to sample so that each surface cell at ``depth`` gets about

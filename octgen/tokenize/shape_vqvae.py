@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,6 +181,19 @@ class ShapeResult:
 # How far (in depth-T leaves, 26-neighbourhood) from two parts a leaf may lie to be
 # drawn again by ShapeVQVAE.connect_leaves.
 JUNCTION_REACH = 1
+# Meshes connect_leaves keeps for decode_sample (the sampler checks up to
+# CONNECT_ROUNDS + 1 draws per row; a bigger batch decodes the rest again).
+CHECKED_MESHES = 64
+_CHECKED_LOCK = threading.Lock()  # module-level: the tokenizer stays picklable / deep-copyable
+
+
+def _token_digest(tokens: OctreeTokens) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for t in (*tokens.structure, tokens.payload):
+        t = t.contiguous()
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.numpy().tobytes())
+    return h.digest()
 
 class ShapeVQVAE(OctreeTokenizer):
     """Octree VQ-VAE shape tokenizer (see the module docstring), an
@@ -230,6 +245,9 @@ class ShapeVQVAE(OctreeTokenizer):
         self.up = nn.ModuleList([OctreeUpsample(ch[levels - j], ch[levels - j - 1]) for j in range(levels)])
         self.sdf_head = nn.Sequential(nn.LayerNorm(ch[0]), nn.GELU(), nn.Linear(ch[0], ch[0]), nn.GELU(),
                                       nn.Linear(ch[0], 1))
+        # Meshes decoded by connect_leaves, by token digest, for decode_sample to take
+        # instead of decoding the same tokens again (bounded; each taken once).
+        self._checked: OrderedDict[bytes, object] = OrderedDict()
 
     # ------------------------------------------------------------------ encoder
 
@@ -510,17 +528,20 @@ class ShapeVQVAE(OctreeTokenizer):
         the depth-T leaves (indices in z-order) within :data:`JUNCTION_REACH` leaves of
         both the largest part and another part, whose codes drawn again could join the two
         (``SamplerConfig.connect``)."""
-        import trimesh
         from scipy import ndimage
 
         from ..octree import key_to_xyz
+        from ..octree.mesh import mesh_parts
 
         none = torch.zeros(0, dtype=torch.long)
         mesh = self.decode(tokens)
+        with _CHECKED_LOCK:
+            self._checked[_token_digest(tokens)] = mesh
+            while len(self._checked) > CHECKED_MESHES:
+                self._checked.popitem(last=False)
         if len(mesh.faces) == 0 or mesh.area <= 0:
             return 1.0, none
-        labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
-        area = np.bincount(labels, weights=mesh.area_faces)
+        labels, area = mesh_parts(mesh)
         if len(area) == 1:
             return 1.0, none
         share = float(area.max() / area.sum())
@@ -540,12 +561,20 @@ class ShapeVQVAE(OctreeTokenizer):
 
     def decode_sample(self, tokens: OctreeTokens, timings: dict) -> ShapeResult:
         """:meth:`decode` with its two stages timed: a :class:`ShapeResult` whose
-        timings are ``timings`` plus ``decode``, ``marching_cubes`` and ``total``."""
+        timings are ``timings`` plus ``decode``, ``marching_cubes`` and ``total``.
+        Tokens that :meth:`connect_leaves` has just decoded (the sampler's ``connect``)
+        are not decoded again: their mesh is taken as it was, with ``decode`` and
+        ``marching_cubes`` near zero (that work is timed in the leaf level's sampling)."""
         t0 = time.perf_counter()
-        grid = self.tokens_to_grid(tokens)
-        t1 = time.perf_counter()
-        mesh = self.grid_to_mesh(grid)
-        t2 = time.perf_counter()
+        with _CHECKED_LOCK:
+            mesh = self._checked.pop(_token_digest(tokens), None)
+        if mesh is not None:  # decoded in the sampler by connect_leaves: that time is in its level's
+            t1 = t2 = time.perf_counter()
+        else:
+            grid = self.tokens_to_grid(tokens)
+            t1 = time.perf_counter()
+            mesh = self.grid_to_mesh(grid)
+            t2 = time.perf_counter()
         timings = {**timings, "decode": t1 - t0, "marching_cubes": t2 - t1}
         timings["total"] = sum(timings.values())
         return ShapeResult(mesh, tokens, timings)
