@@ -38,9 +38,11 @@ def _write_shard(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
     lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, level=np.concatenate([r[0] for r in rows]), token=np.concatenate([r[1] for r in rows]),
-                     payload=np.concatenate([r[2] for r in rows]), xyz=np.concatenate([r[3] for r in rows]),
-                     offsets=np.concatenate([[0], np.cumsum(lengths)]))
+            # Compressed: the QM9 shards take 20 MB instead of 127 MB (small enough to
+            # travel to a lent GPU with bench/device_qm9.py); reading them back costs ~0.1 s each.
+            np.savez_compressed(f, level=np.concatenate([r[0] for r in rows]), token=np.concatenate([r[1] for r in rows]),
+                                payload=np.concatenate([r[2] for r in rows]), xyz=np.concatenate([r[3] for r in rows]),
+                                offsets=np.concatenate([[0], np.cumsum(lengths)]))
 
 
 def write_shards(tokens_iter: Iterable[OctreeTokens], out_dir: str | Path, shard_size: int = 20000,
