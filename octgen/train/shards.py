@@ -38,7 +38,7 @@ def _write_shard(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
     lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            # Compressed: the QM9 shards take 20 MB instead of 127 MB (small enough to
+            # Compressed: the QM9 shards take 21 MB instead of 127 MB (small enough to
             # travel to a lent GPU with bench/device_qm9.py); reading them back costs ~0.1 s each.
             np.savez_compressed(f, level=np.concatenate([r[0] for r in rows]), token=np.concatenate([r[1] for r in rows]),
                                 payload=np.concatenate([r[2] for r in rows]), xyz=np.concatenate([r[3] for r in rows]),
