@@ -50,6 +50,9 @@ PAYLOAD_KIND = "shape_bits"
 # --------------------------------------------------------------------------- bits <-> index
 
 
+DECODER_ONLY = ("refine_blocks",)
+
+
 def bits_to_index(bits: torch.Tensor) -> torch.Tensor:
     """Binary codes to integer indices, most significant bit first.
 
@@ -210,6 +213,10 @@ class ShapeVQVAE(OctreeTokenizer):
         channels: feature width per depth, listed from depth D down to depth T
             (length D - T + 1).
         enc_blocks / dec_blocks: residual blocks per depth, D down to T.
+        refine_blocks: decoder residual blocks per depth, D down to T, after the
+            ``dec_blocks`` ones, their last convolution zero-initialised, so that a
+            decoder grown with :meth:`grow_decoder` starts as the one it grew from.
+            Decoder-only: not part of :meth:`config_hash`, the codes keep their meaning.
         sdf_clip: decoder SDF target is sdf / h clipped to ±sdf_clip.
         entropy_weight, usage_weight, commit_weight, split_weight: loss weights.
         name: tokenizer name written into token files.
@@ -220,14 +227,18 @@ class ShapeVQVAE(OctreeTokenizer):
     @register_to_config
     def __init__(self, fine_depth: int = 6, token_depth: int = 4, code_bits: int = 16, in_features: int = 7,
                  channels: tuple = (32, 48, 96), enc_blocks: tuple = (0, 1, 1), dec_blocks: tuple = (0, 1, 2),
+                 refine_blocks: tuple | None = None,
                  sdf_clip: float = 2.0, entropy_weight: float = 0.02, usage_weight: float = 1.0,
                  commit_weight: float = 0.1, split_weight: float = 1.0, entropy_temperature: float = 1.0,
                  name: str = "shape-vqvae"):
         super().__init__()
         levels = fine_depth - token_depth
+        refine = tuple(refine_blocks) if refine_blocks is not None else (0,) * (levels + 1)
         if not 1 <= levels or len(channels) != levels + 1 or len(enc_blocks) != levels + 1 \
-                or len(dec_blocks) != levels + 1:
+                or len(dec_blocks) != levels + 1 or len(refine) != levels + 1:
             raise ValueError("need token_depth < fine_depth and one channel/block entry per depth D..T")
+        if any(int(n) < 0 for n in refine):
+            raise ValueError("refine_blocks must be counts >= 0")
         ch = list(channels)
         self.stem = nn.Linear(in_features, ch[0])
         self.enc_stages = nn.ModuleList([nn.ModuleList([OctreeResBlock(ch[i]) for _ in range(enc_blocks[i])])
@@ -236,8 +247,12 @@ class ShapeVQVAE(OctreeTokenizer):
         self.enc_out = nn.Sequential(nn.LayerNorm(ch[-1]), nn.Linear(ch[-1], code_bits))
         self.quantizer = BinaryQuantizer(code_bits, entropy_temperature)
         self.dec_in = nn.Linear(code_bits, ch[-1])
-        self.dec_stages = nn.ModuleList([nn.ModuleList([OctreeResBlock(ch[i]) for _ in range(dec_blocks[i])])
+        self.dec_stages = nn.ModuleList([nn.ModuleList([OctreeResBlock(ch[i])
+                                                        for _ in range(dec_blocks[i] + int(refine[i]))])
                                          for i in range(levels + 1)])
+        for i in range(levels + 1):
+            for blk in self.dec_stages[i][dec_blocks[i]:]:
+                nn.init.zeros_(blk.conv2.weight)
         # split_heads[j] sits at depth T + j and predicts its children at T + j + 1.
         self.split_heads = nn.ModuleList([nn.Sequential(nn.LayerNorm(ch[levels - j]), nn.GELU(),
                                                         nn.Linear(ch[levels - j], 8)) for j in range(levels)])
@@ -392,9 +407,24 @@ class ShapeVQVAE(OctreeTokenizer):
         return h.hexdigest()[:12]
 
     def config_hash(self) -> str:
-        blob = json.dumps({k: v for k, v in self.config.items() if not k.startswith("_")}, sort_keys=True,
-                          default=list)
+        """Hash of the settings that decide what the tokens mean (decoder-only
+        settings, ``refine_blocks``, left out)."""
+        blob = json.dumps({k: v for k, v in self.config.items() if not k.startswith("_") and k not in DECODER_ONLY},
+                          sort_keys=True, default=list)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def grow_decoder(self, refine_blocks) -> "ShapeVQVAE":
+        """A copy of this tokenizer with ``refine_blocks`` (see the class) in its
+        decoder: same encoder, same codes, same outputs until the new blocks train."""
+        cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        old = tuple(cfg.get("refine_blocks") or (0,) * len(cfg["dec_blocks"]))
+        if len(tuple(refine_blocks)) != len(old) or any(int(n) < int(o) for n, o in zip(refine_blocks, old)):
+            raise ValueError(f"refine_blocks {list(refine_blocks)} must list one count per depth, each >= {list(old)}")
+        grown = type(self)(**{**cfg, "refine_blocks": [int(n) for n in refine_blocks]})
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or not all(k.startswith("dec_stages.") for k in missing):
+            raise ValueError(f"cannot grow this decoder: unexpected {unexpected}, missing {missing}")
+        return grown.to(next(self.parameters()).dtype)
 
     @torch.no_grad()
     def bands_to_tokens(self, bands: list[ShapeBand], meta: dict | None = None) -> list[OctreeTokens]:

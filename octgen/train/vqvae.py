@@ -202,7 +202,9 @@ class ShapeVQVAEJob(TrainingJob):
     decoder only: the codes, and token files made with ``init``'s encoder, stay valid),
     ``code_flip`` (train the decoder on codes with up to this share of bits flipped,
     :meth:`ShapeVQVAE.forward`, so that it survives a generator's bit errors; the
-    validation loss stays on clean codes).
+    validation loss stays on clean codes). With ``init``, ``model`` may hold only
+    ``refine_blocks`` (the decoder grows by zero-initialised blocks,
+    :meth:`ShapeVQVAE.grow_decoder`).
     """
 
     defaults = {"source": "mix", "num_train": 2400, "num_val": 48, "init": "", "freeze_encoder": False,
@@ -230,7 +232,15 @@ class ShapeVQVAEJob(TrainingJob):
 
     def build(self) -> ShapeVQVAE:
         try:
-            model = ShapeVQVAE.load(self.settings["init"]) if self.settings["init"] else ShapeVQVAE(**self.cfg.model)
+            if self.settings["init"]:
+                model = ShapeVQVAE.load(self.settings["init"])
+                extra = set(self.cfg.model) - {"refine_blocks"}
+                if extra:
+                    raise ValueError(f"with init, model may only set refine_blocks, not {sorted(extra)}")
+                if "refine_blocks" in self.cfg.model:
+                    model = model.grow_decoder(self.cfg.model["refine_blocks"])
+            else:
+                model = ShapeVQVAE(**self.cfg.model)
         except (TypeError, ValueError) as e:
             raise InputError(f"train config: bad ShapeVQVAE settings ({e})") from None
         self.code_hash = model.code_hash()
