@@ -191,6 +191,11 @@ def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeyp
     tuned = ShapeVQVAE.from_pretrained(str(tmp_path / "b" / "last")).float()
     assert tuned.code_hash() == start.code_hash()
     assert not torch.equal(tuned.sdf_head[-1].weight, start.sdf_head[-1].weight)
+    run("g", model={"refine_blocks": [1, 1, 0]},
+        data={**data, "init": str(tmp_path / "a" / "last"), "freeze_encoder": True}, lr=1e-2)
+    grown = ShapeVQVAE.from_pretrained(str(tmp_path / "g" / "last")).float()
+    assert grown.code_hash() == start.code_hash() and len(grown.dec_stages[0]) == 1
+    assert not torch.equal(grown.dec_stages[0][0].conv2.weight, torch.zeros_like(grown.dec_stages[0][0].conv2.weight))
     run("c", ["--stop-at", "2"], model=model_kw, data=data)
     run("c", ["--resume"], model=model_kw, data=data)
     resumed = ShapeVQVAE.from_pretrained(str(tmp_path / "c" / "last")).float()
@@ -304,3 +309,26 @@ def test_decode_sample_takes_the_mesh_connect_leaves_decoded():
     assert again.mesh is not checked and np.array_equal(again.mesh.vertices, checked.vertices)
     assert np.array_equal(model.decode_sample(b, {}).mesh.vertices, model.decode(b).vertices)
     assert len(model._checked) == 0
+
+
+def test_grown_decoder_starts_as_the_one_it_grew_from():
+    """grow_decoder adds zero-initialised residual blocks: same codes, same hashes,
+    the same SDF out of the same codes; shrinking or a wrong length is refused."""
+    model = tiny_model().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    grown = model.grow_decoder([1, 2, 0]).eval()
+    assert grown.config_hash() == model.config_hash() and grown.code_hash() == model.code_hash()
+    assert [len(s) for s in grown.dec_stages] == [1, 3, 1]
+    band = sdf_to_band(sphere(0.5), 4)
+    a, b = model.band_to_tokens(band), grown.band_to_tokens(band)
+    assert torch.equal(a.payload, b.payload)
+    assert np.array_equal(model.tokens_to_grid(a), grown.tokens_to_grid(b))
+    with torch.no_grad():
+        grown.dec_stages[0][0].conv2.weight.normal_()
+    assert not np.array_equal(model.tokens_to_grid(a), grown.tokens_to_grid(b))
+    with pytest.raises(ValueError, match="refine_blocks"):
+        grown.grow_decoder([0, 2, 0])
+    with pytest.raises(ValueError, match="refine_blocks"):
+        model.grow_decoder([1, 1])
