@@ -35,11 +35,15 @@ def tokens_sha(tokens) -> str:
 
 
 def molecule_outputs() -> dict:
+    """Sampled in float64, not the checkpoint's default precision: bf16 autocast (what
+    "auto" picks on AVX-512 CPUs) gives different tokens on CPUs of other kinds, and
+    float64 keeps a sampled token from flipping on a kernel's rounding."""
     from octgen.pipeline import OctGenPipeline
 
     ckpt = ROOT / "checkpoints" / "qm9-xs"
     pipe = OctGenPipeline.from_pretrained(ckpt)
-    toks = pipe.sample_tokens(6, generator=torch.Generator().manual_seed(0))
+    pipe.transformer.to(torch.float64)
+    toks = pipe.sample_tokens(6, generator=torch.Generator().manual_seed(0), precision="fp32")
     mols = [pipe.tokenizer.decode(t) for t in toks]
     return {"weights": file_sha(ckpt / "transformer" / "diffusion_pytorch_model.safetensors"),
             "tokens": [tokens_sha(t) for t in toks],

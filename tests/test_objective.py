@@ -269,6 +269,21 @@ def test_bf16_sampling_is_seeded_and_valid():
         SamplerConfig(precision="fp8")
 
 
+def test_auto_precision_follows_the_device(monkeypatch):
+    from octgen.sampling import resolve_precision
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+        assert resolve_precision("auto", cpu) == want
+    # "auto" samples exactly what the precision it resolves to samples.
+    model = tiny(payload_head="autoregressive").float()
+    runs = [OctreeSampler(model, SamplerConfig(steps=3, precision=p)).sample(
+        2, generator=torch.Generator().manual_seed(4)) for p in ("auto", "fp32")]
+    for x, y in zip(*runs):
+        assert torch.equal(x.payload, y.payload) and all(torch.equal(a, b) for a, b in zip(x.structure, y.structure))
+
+
 def _leaf_cells(seq, level):
     """{level-``level`` cell centre of each leaf: leaf payload row} of a node sequence."""
     D = seq.depth

@@ -27,8 +27,8 @@ from ..model.transformer import PAD_LEVEL, Condition, NodeInputs, OctGenTransfor
 from ..octree import key_to_xyz, xyz_to_centres
 from ..tokenize.tokens import OctreeTokens
 from .connect import CONNECT_ROUNDS, connect_children
-from .scheduler import (LevelScheduler, SamplerConfig, children_per_class, sample_field, sample_fields,
-                        sample_masks_with_total)
+from .scheduler import (LevelScheduler, SamplerConfig, children_per_class, resolve_precision, sample_field,
+                        sample_fields, sample_masks_with_total)
 
 
 def children_of_level(keys_BL: torch.Tensor, masks_BL: torch.Tensor, valid_BL: torch.Tensor):
@@ -180,7 +180,8 @@ class OctreeSampler:
         if given_levels and (given is None or len(given) != batch_size
                              or any(t.depth != self.model.depth for t in given)):
             raise ValueError(f"given_levels needs {batch_size} given token octrees of depth {self.model.depth}")
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+        bf16 = resolve_precision(self.config.precision, dev) == "bf16"
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             return self._sample(batch_size, generator, cond, payload_kind, return_stats, callback,
                                 given if given_levels else None, given_levels, connect_leaves)
 
