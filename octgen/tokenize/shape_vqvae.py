@@ -424,7 +424,9 @@ class ShapeVQVAE(OctreeTokenizer):
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
         if unexpected or not all(k.startswith("dec_stages.") for k in missing):
             raise ValueError(f"cannot grow this decoder: unexpected {unexpected}, missing {missing}")
-        return grown
+        dtype = next(self.parameters()).dtype
+        # Cast only when needed: diffusers warns on every ModelMixin.to(dtype).
+        return grown if next(grown.parameters()).dtype == dtype else grown.to(dtype)
 
     @torch.no_grad()
     def bands_to_tokens(self, bands: list[ShapeBand], meta: dict | None = None) -> list[OctreeTokens]:
