@@ -167,6 +167,32 @@ def test_init_from_a_saved_transformer(tmp_path):
         init_transformer_from(model, tmp_path)
 
 
+def test_init_from_a_shallower_transformer_grows_it_without_changing_what_it_computes(tmp_path):
+    shallow = with_pair()
+    shallow.float().save_pretrained(tmp_path / "transformer", safe_serialization=True)
+    torch.manual_seed(1)
+    deep = OctGenTransformer.from_octgen_config(OctGenConfig(
+        depth=3, payload_vocab_sizes=PAYLOAD, dim=24, n_layers=4, n_heads=2, payload_head="autoregressive",
+        pair_potential_fields=FIELDS)).float()
+    fresh = init_transformer_from(deep, tmp_path)
+    assert fresh and all(n.startswith(("blocks.1.", "blocks.3.")) for n in fresh)
+    shallow, deep = shallow.double(), deep.double()
+    sd = shallow.state_dict()
+    assert torch.equal(deep.state_dict()["blocks.2.qkv.weight"], sd["blocks.1.qkv.weight"])
+    assert deep.blocks[1].proj.weight.abs().sum() == 0 and deep.blocks[3].mlp[-1].weight.abs().sum() == 0
+    batch = make_all_levels_batch(synthetic_seqs(PAYLOAD, 4, 20, seed=2), len(PAYLOAD),
+                                  torch.Generator().manual_seed(0))
+    l0, _ = masked_token_loss(shallow.eval(), batch)
+    deep.train()
+    l1, _ = masked_token_loss(deep, batch)
+    assert torch.allclose(l0, l1)
+    l1.backward()
+    assert deep.blocks[1].proj.weight.grad.abs().sum() > 0  # the new blocks learn
+    with pytest.raises(InputError, match="grow deeper"):
+        deep.float().save_pretrained(tmp_path / "deep" / "transformer", safe_serialization=True)
+        init_transformer_from(shallow.float(), tmp_path / "deep")
+
+
 def with_both(**kw):
     return tiny_model(PAYLOAD, payload_head="autoregressive", pair_potential_fields=FIELDS,
                       structure_potential_levels=2, **kw)

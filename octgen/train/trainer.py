@@ -145,7 +145,48 @@ def init_transformer_from(transformer: OctGenTransformer, folder: str | Path) ->
              if f.is_file()]
     if not found:
         raise InputError(f"init_from: no transformer weights under {folder}")
-    return _load_matching(transformer, found[0], folder)
+    return _load_matching(transformer, found[0], folder, rename=_grow_depth(transformer, found[0]))
+
+
+def _block_count(names) -> int:
+    idx = [int(n.split(".")[1]) for n in names if n.startswith("blocks.")]
+    return max(idx) + 1 if idx else 0
+
+
+def grown_block_index(n_saved: int, n_new: int) -> list[int]:
+    """Where the saved blocks go in a deeper model: saved block ``i`` becomes block
+    ``floor(i * n_new / n_saved)`` (8 from 4: 0, 2, 4, 6), so the new blocks sit
+    between the old ones."""
+    return [i * n_new // n_saved for i in range(n_saved)]
+
+
+def _grow_depth(transformer: OctGenTransformer, weights: Path) -> dict[str, str]:
+    """Renames that load a shallower saved transformer into a deeper one; the blocks
+    the saved one lacks get zero output projections (attention ``proj`` and the last
+    MLP layer), so each starts as the identity and the grown model computes exactly
+    what the saved one did. Empty when the depths agree."""
+    from safetensors import safe_open
+
+    from ..weights import check_safetensors
+
+    check_safetensors(weights)
+    with safe_open(str(weights), framework="pt") as f:
+        n_saved = _block_count(f.keys())
+    n_new = len(transformer.blocks)
+    if n_saved == 0 or n_saved == n_new:
+        return {}
+    if n_saved > n_new:
+        raise InputError(f"init_from: the saved transformer has {n_saved} blocks, this model {n_new}: "
+                         f"it can only grow deeper")
+    index = grown_block_index(n_saved, n_new)
+    with torch.no_grad():
+        for j, block in enumerate(transformer.blocks):
+            if j not in index:
+                for lin in (block.proj, block.mlp[-1]):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
+    print(f"init_from: grew {n_saved} blocks to {n_new}: saved blocks at {index}, the others start as the identity")
+    return {f"blocks.{i}.": f"blocks.{j}." for i, j in enumerate(index)}
 
 
 def init_components_from(components: dict[str, torch.nn.Module], folder: str | Path) -> list[str]:
@@ -167,15 +208,24 @@ def init_components_from(components: dict[str, torch.nn.Module], folder: str | P
     return fresh
 
 
-def _load_matching(module: torch.nn.Module, weights: Path, where: Path) -> list[str]:
+def _load_matching(module: torch.nn.Module, weights: Path, where: Path,
+                   rename: dict[str, str] | None = None) -> list[str]:
     """Load ``weights`` into ``module``: every saved weight must exist there with the
-    same shape; returns the names of ``module``'s weights the file lacks."""
+    same shape; returns the names of ``module``'s weights the file lacks. ``rename``
+    maps saved name prefixes to this module's (``blocks.1.`` -> ``blocks.2.``)."""
     from safetensors.torch import load_file
 
     from ..weights import check_safetensors
 
     check_safetensors(weights)
     saved = load_file(str(weights))
+    if rename:
+        def _renamed(name: str) -> str:
+            for a, b in rename.items():
+                if name.startswith(a):
+                    return b + name[len(a):]
+            return name
+        saved = {_renamed(k): v for k, v in saved.items()}
     own = module.state_dict()
     for name, w in saved.items():
         if name not in own:
