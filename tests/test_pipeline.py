@@ -93,3 +93,20 @@ def test_version_1_pipeline_folders_still_load(tmp_path):
     b = OctGenPipeline.from_pretrained(shipped).sample_tokens(2, generator=torch.Generator().manual_seed(5))
     assert all(torch.equal(x.payload, y.payload) and all(torch.equal(s, t) for s, t in zip(x.structure, y.structure))
                for x, y in zip(a, b))
+
+
+def test_a_written_pipeline_names_its_classes_as_the_version_1_upgrade_does(ckpt, tmp_path):
+    """An export names the transformer by the package that exports it ("octgen.model"),
+    as the version-1 upgrade does, not by its defining module: a training export copied
+    into checkpoints/ needs no hand edit."""
+    from octgen.pipeline.pipeline import read_pipeline_info
+
+    info = json.loads((ckpt / "pipeline.json").read_text())
+    assert info["transformer"] == ["octgen.model", "OctGenTransformer"]
+    assert info["tokenizer"] == ["octgen.tokenize.molecule", "MoleculeTokenizer"]
+    v1 = {"_class_name": "OctGenPipeline", "version": 1, "modality": "molecule",
+          **{k: v for k, v in info.items() if k not in ("_class_name", "version", "transformer", "tokenizer",
+                                                        "conditioner", "text_encoder", "modality", "payload_kind")}}
+    (tmp_path / "pipeline.json").write_text(json.dumps(v1))
+    upgraded = read_pipeline_info(tmp_path)
+    assert [upgraded[k] for k in ("transformer", "tokenizer")] == [info[k] for k in ("transformer", "tokenizer")]

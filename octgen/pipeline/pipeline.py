@@ -60,8 +60,23 @@ V1_COMPONENTS = {
 
 
 def class_entry(obj) -> list[str] | None:
-    """``[module, class name]`` of an object's class (None for None)."""
-    return None if obj is None else [type(obj).__module__, type(obj).__name__]
+    """``[module, class name]`` of an object's class (None for None), the module being
+    the shallowest package below the top level that exports that very class (so the
+    transformer is ``octgen.model``, not its defining ``octgen.model.transformer``):
+    every writer, the version-1 upgrade included, names a class the same way."""
+    if obj is None:
+        return None
+    import importlib
+
+    cls = type(obj)
+    parts = cls.__module__.split(".")
+    for n in range(min(2, len(parts)), len(parts)):
+        try:
+            if getattr(importlib.import_module(".".join(parts[:n])), cls.__name__, None) is cls:
+                return [".".join(parts[:n]), cls.__name__]
+        except ImportError:
+            continue
+    return [cls.__module__, cls.__name__]
 
 
 def save_transformer(directory: Path, model: OctGenTransformer) -> None:
