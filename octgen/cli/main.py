@@ -31,7 +31,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from . import bench, decode, tokenize
     from . import eval as eval_cmd
-    from . import generate, train
+    from . import generate, ship, train
 
     parser = _OneLineParser(
         prog="octgen",
@@ -40,7 +40,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"octgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
-    for module in (tokenize, decode, bench, train, generate, eval_cmd):
+    for module in (tokenize, decode, bench, train, ship, generate, eval_cmd):
         if module is bench:
             module.add_parser(sub, argv)
         else:
