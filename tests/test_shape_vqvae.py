@@ -166,8 +166,9 @@ def test_shipped_tokenizer_reconstructs_cube():
 
 def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeypatch):
     """`octgen train` with the shapes modality's tokenizer job on a few primitives
-    (tiny config), then a decoder-only run from its weights: the codes (code hash,
-    token bits) are unchanged while the decoder moves; resuming a run is exact."""
+    (tiny config), then decoder-only runs from its weights (flipped codes, refine
+    blocks, an output level at depth D + 1): the codes (code hash, token bits) are
+    unchanged while the decoder moves; resuming a run is exact."""
     from octgen.cli.main import main
 
     monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))
@@ -196,6 +197,12 @@ def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeyp
     grown = ShapeVQVAE.from_pretrained(str(tmp_path / "g" / "last")).float()
     assert grown.code_hash() == start.code_hash() and len(grown.dec_stages[0]) == 1
     assert not torch.equal(grown.dec_stages[0][0].conv2.weight, torch.zeros_like(grown.dec_stages[0][0].conv2.weight))
+    run("o", model={"output_depth": 5, "output_channels": 8, "output_blocks": 0},
+        data={**data, "init": str(tmp_path / "a" / "last"), "freeze_encoder": True}, lr=1e-2)
+    fine = ShapeVQVAE.from_pretrained(str(tmp_path / "o" / "last")).float().eval()
+    assert fine.code_hash() == start.code_hash() and fine.output_depth == 5
+    assert "sdf_out" in (tmp_path / "o" / "val_log.jsonl").read_text()
+    assert fine.tokens_to_grid(fine.encode(sphere(0.5))).shape == (32,) * 3
     run("c", ["--stop-at", "2"], model=model_kw, data=data)
     run("c", ["--resume"], model=model_kw, data=data)
     resumed = ShapeVQVAE.from_pretrained(str(tmp_path / "c" / "last")).float()
@@ -332,3 +339,66 @@ def test_grown_decoder_starts_as_the_one_it_grew_from():
         grown.grow_decoder([0, 2, 0])
     with pytest.raises(ValueError, match="refine_blocks"):
         model.grow_decoder([1, 1])
+
+
+def test_band_out_sdf_is_the_sdf_at_the_children_of_the_band():
+    band = sdf_to_band(sphere(0.6), 4, out_depth=5)
+    assert band.out_sdf.shape == (8 * band.keys.numel(),)
+    from octgen.octree import children_keys
+
+    centres = keys_to_octree(children_keys(band.keys), 5).cell_centres(5)
+    torch.testing.assert_close(band.out_sdf, (centres.norm(dim=-1) - 0.6) / (2 / 32), atol=1e-4, rtol=0)
+    assert sdf_to_band(sphere(0.6), 4).out_sdf is None
+    with pytest.raises(ValueError, match="out_depth"):
+        sdf_to_band(sphere(0.6), 4, out_depth=6)
+
+
+def test_upsample_centre_grid_is_exact_for_linear_fields():
+    from octgen.tokenize.shape_vqvae import upsample_centre_grid
+
+    coarse = sdf_grid(lambda p: p @ torch.tensor([0.3, -0.5, 0.8]) + 0.1, 8, sampling="centre").numpy()
+    fine = sdf_grid(lambda p: p @ torch.tensor([0.3, -0.5, 0.8]) + 0.1, 16, sampling="centre").numpy()
+    up = upsample_centre_grid(coarse)
+    assert up.shape == (16, 16, 16)
+    np.testing.assert_allclose(up[1:-1, 1:-1, 1:-1], fine[1:-1, 1:-1, 1:-1], atol=1e-5)
+
+
+def test_output_level_doubles_the_grid_and_keeps_the_codes():
+    """An output level (output_depth = fine_depth + 1) grown onto a decoder: same codes
+    and hashes; it trains on out_sdf, its gradient reaches only the decoder; the decoded
+    grid is twice as fine and, where the level did not write, is the depth-D field."""
+    model = tiny_model().eval()
+    grown = model.grow_decoder(output_depth=5, output_channels=8, output_blocks=1)
+    assert grown.output_depth == 5 and model.output_depth == 4
+    assert grown.config_hash() == model.config_hash() and grown.code_hash() == model.code_hash()
+    bands = [sdf_to_band(sphere(0.6), 4, out_depth=5), sdf_to_band(cube(0.5), 4, out_depth=5)]
+    grown.train()
+    losses = grown(bands)
+    assert torch.isfinite(losses["sdf_out"]) and losses["sdf_out"] > 0
+    losses["loss"].backward()
+    assert grown.out_sdf_head[-1].weight.grad.abs().sum() > 0 and grown.out_up.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="out_sdf"):
+        grown([sdf_to_band(sphere(0.6), 4)])
+    grown.eval()
+    tokens = model.band_to_tokens(bands[0])
+    assert torch.equal(grown.band_to_tokens(bands[0]).payload, tokens.payload)
+    coarse, fine = model.tokens_to_grid(tokens), grown.tokens_to_grid(tokens)
+    assert coarse.shape == (16,) * 3 and fine.shape == (32,) * 3
+    from octgen.tokenize.shape_vqvae import upsample_centre_grid
+
+    from octgen.octree import key_to_xyz
+
+    keys_t = tokens.octree().keys[2]
+    with torch.no_grad():
+        *_, (out_keys, out_sdf) = grown._decode(keys_t, tokens.payload.float() * 2 - 1, None, 0.5)
+    written = np.zeros(fine.shape, dtype=bool)
+    xyz = key_to_xyz(out_keys).numpy()
+    written[tuple(xyz.T)] = True
+    assert 0 < written.sum() < written.size
+    np.testing.assert_allclose(fine[tuple(xyz.T)], out_sdf.clamp(-2, 2).numpy(), atol=1e-6)
+    np.testing.assert_allclose(fine[~written], (upsample_centre_grid(coarse) * 2)[~written], atol=1e-6)
+    assert len(grown.decode(tokens).faces) > 0
+    with pytest.raises(ValueError, match="already has an output level"):
+        grown.grow_decoder(output_depth=5)
+    with pytest.raises(ValueError, match="output_depth"):
+        tiny_model(output_depth=6)

@@ -114,7 +114,7 @@ def run_procedural(model, args, flip_rates: list[float] = ()) -> list[dict]:
         row = _row(f"{s.category}-{s.index}", tokens, t_enc, t_dec, m, mesh)
         row["category"] = s.category
         if args.ceiling:
-            depth = model.config.fine_depth
+            depth = model.output_depth
             exact = grid_to_mesh(sdf_grid(s.sdf, 1 << depth, sampling="centre"), sampling="centre")
             c = compare_meshes(ref_mesh, ref_occ, exact, n_surface=args.surface_samples, seed=i)
             row["ceiling_iou"], row["ceiling_chamfer_l1"] = c["iou"], c["chamfer_l1"]
@@ -237,7 +237,7 @@ def run(args) -> dict:
           f"watertight {agg['watertight_fraction']:.0%}")
     if args.ceiling:
         c = result["procedural_ceiling"]
-        print(f"resolution ceiling (exact SDF, same {1 << cfg.fine_depth}^3 grid + marching cubes): IoU mean "
+        print(f"resolution ceiling (exact SDF, same {1 << model.output_depth}^3 grid + marching cubes): IoU mean "
               f"{c['iou']['mean']:.4f}, Chamfer-L1 mean {c['chamfer_l1']['mean']:.5f}")
     print(f"tokens per level median {agg['tokens_per_level_median']} p95 {agg['tokens_per_level_p95']}; "
           f"bits per shape (payload) median {agg['payload_bits_median']:.0f} p95 {agg['payload_bits_p95']:.0f}; "

@@ -52,12 +52,16 @@ class ShapeBand:
         features: (N_band, 7) float32 encoder input (see :func:`band_features`).
         fine_sdf: (8 * N_{D-1},) float32 SDF / h at every child of every depth
             D-1 parent of the band, in ``children_keys`` order (decoder target).
+        out_sdf: None, or for a decoder with an output level at depth D + 1:
+            (8 * N_band,) float32 SDF / (h / 2) at the depth-(D+1) centres of every
+            child of every band cell, in ``children_keys(keys)`` order.
     """
 
     depth: int
     keys: torch.Tensor
     features: torch.Tensor
     fine_sdf: torch.Tensor
+    out_sdf: torch.Tensor | None = None
 
 
 def grid_to_band(grid_RRR: torch.Tensor, depth: int) -> ShapeBand:
@@ -80,9 +84,28 @@ def grid_to_band(grid_RRR: torch.Tensor, depth: int) -> ShapeBand:
     return ShapeBand(depth, keys, band_features(grid_RRR, xyz, h), fine)
 
 
-def sdf_to_band(sdf_fn: SdfFn, depth: int) -> ShapeBand:
-    """Evaluate an SDF on the depth-``depth`` grid and extract its surface band."""
-    return grid_to_band(sdf_grid(sdf_fn, 1 << depth, sampling="centre"), depth)
+def sdf_to_band(sdf_fn: SdfFn, depth: int, out_depth: int | None = None) -> ShapeBand:
+    """Evaluate an SDF on the depth-``depth`` grid and extract its surface band; with
+    ``out_depth = depth + 1`` also its values at the children of the band cells
+    (``ShapeBand.out_sdf``, the target of a decoder's output level)."""
+    band = grid_to_band(sdf_grid(sdf_fn, 1 << depth, sampling="centre"), depth)
+    if out_depth is None or out_depth == depth:
+        return band
+    if out_depth != depth + 1:
+        raise ValueError(f"out_depth must be {depth} or {depth + 1}, got {out_depth}")
+    band.out_sdf = child_sdf(sdf_fn, band.keys, depth)
+    return band
+
+
+def child_sdf(sdf_fn: SdfFn, keys: torch.Tensor, depth: int) -> torch.Tensor:
+    """``sdf_fn`` at the depth-(depth+1) cell centres of all 8 children of each depth-``depth``
+    cell ``keys``, in ``children_keys`` order, in depth-(depth+1) cell units."""
+    from ..data.grid import eval_sdf
+
+    h = 2.0 / (1 << (depth + 1))
+    xyz = key_to_xyz(children_keys(keys)).double()
+    pts = (-1 + (xyz + 0.5) * h).float()
+    return eval_sdf(sdf_fn, pts) / h
 
 
 # --------------------------------------------------------------------------- meshes

@@ -13,7 +13,10 @@ Pipeline (ARCHITECTURE.md section 2)::
                    logits), upsample to the (predicted, or ground-truth in training)
                    children; at depth D predict the SDF at all 8 children of every
                    depth D-1 node
-              ──► SDF grid at depth D (cells the decoder did not reach are far inside /
+              ──► optional output level (decoder-only, ``output_depth = D + 1``): the
+                   band cells the last split keeps are upsampled to their 8 children
+                   and the SDF predicted there, over the depth-D field interpolated
+              ──► SDF grid at depth D (or D + 1) (cells the decoder did not reach are far inside /
                    outside, from the token octree: see ``tokens_to_grid``) ──► marching
                    cubes ──► watertight mesh
 
@@ -50,7 +53,7 @@ PAYLOAD_KIND = "shape_bits"
 # --------------------------------------------------------------------------- bits <-> index
 
 
-DECODER_ONLY = ("refine_blocks",)
+DECODER_ONLY = ("refine_blocks", "output_depth", "output_channels", "output_blocks")
 
 
 def bits_to_index(bits: torch.Tensor) -> torch.Tensor:
@@ -217,6 +220,11 @@ class ShapeVQVAE(OctreeTokenizer):
             ``dec_blocks`` ones, their last convolution zero-initialised, so that a
             decoder grown with :meth:`grow_decoder` starts as the one it grew from.
             Decoder-only: not part of :meth:`config_hash`, the codes keep their meaning.
+        output_depth: depth of the decoded SDF grid: D (None, the default) or D + 1,
+            an output level that upsamples the band cells the last split keeps to
+            their 8 children each and predicts the SDF there (grid 2^(D+1) per side;
+            the depth-D SDF fills the cells it does not reach). Decoder-only.
+        output_channels, output_blocks: width and residual blocks of that level.
         sdf_clip: decoder SDF target is sdf / h clipped to ±sdf_clip.
         entropy_weight, usage_weight, commit_weight, split_weight: loss weights.
         name: tokenizer name written into token files.
@@ -227,7 +235,8 @@ class ShapeVQVAE(OctreeTokenizer):
     @register_to_config
     def __init__(self, fine_depth: int = 6, token_depth: int = 4, code_bits: int = 16, in_features: int = 7,
                  channels: tuple = (32, 48, 96), enc_blocks: tuple = (0, 1, 1), dec_blocks: tuple = (0, 1, 2),
-                 refine_blocks: tuple | None = None,
+                 refine_blocks: tuple | None = None, output_depth: int | None = None,
+                 output_channels: int = 16, output_blocks: int = 1,
                  sdf_clip: float = 2.0, entropy_weight: float = 0.02, usage_weight: float = 1.0,
                  commit_weight: float = 0.1, split_weight: float = 1.0, entropy_temperature: float = 1.0,
                  name: str = "shape-vqvae"):
@@ -239,6 +248,10 @@ class ShapeVQVAE(OctreeTokenizer):
             raise ValueError("need token_depth < fine_depth and one channel/block entry per depth D..T")
         if any(int(n) < 0 for n in refine):
             raise ValueError("refine_blocks must be counts >= 0")
+        if output_depth is not None and int(output_depth) not in (fine_depth, fine_depth + 1):
+            raise ValueError(f"output_depth must be fine_depth ({fine_depth}) or fine_depth + 1, got {output_depth}")
+        if int(output_channels) < 1 or int(output_blocks) < 0:
+            raise ValueError("output_channels must be >= 1 and output_blocks >= 0")
         ch = list(channels)
         self.stem = nn.Linear(in_features, ch[0])
         self.enc_stages = nn.ModuleList([nn.ModuleList([OctreeResBlock(ch[i]) for _ in range(enc_blocks[i])])
@@ -260,6 +273,12 @@ class ShapeVQVAE(OctreeTokenizer):
         self.up = nn.ModuleList([OctreeUpsample(ch[levels - j], ch[levels - j - 1]) for j in range(levels)])
         self.sdf_head = nn.Sequential(nn.LayerNorm(ch[0]), nn.GELU(), nn.Linear(ch[0], ch[0]), nn.GELU(),
                                       nn.Linear(ch[0], 1))
+        if self.output_depth > fine_depth:
+            oc = int(output_channels)
+            self.out_up = OctreeUpsample(ch[0], oc)
+            self.out_stage = nn.ModuleList([OctreeResBlock(oc) for _ in range(int(output_blocks))])
+            self.out_sdf_head = nn.Sequential(nn.LayerNorm(oc), nn.GELU(), nn.Linear(oc, oc), nn.GELU(),
+                                              nn.Linear(oc, 1))
         # Meshes decoded by connect_leaves, by token digest, for decode_sample to take
         # instead of decoding the same tokens again (bounded; each taken once).
         self._checked: OrderedDict[bytes, object] = OrderedDict()
@@ -316,6 +335,15 @@ class ShapeVQVAE(OctreeTokenizer):
              fine_keys (8 * N_{D-1},) all children at depth D, sdf_pred (8 * N_{D-1},)
              in cell units).
         """
+        logits, keys_dec, fine_keys, sdf, _ = self._decode(keys_token, codes_NK, target_keys, threshold)
+        return logits, keys_dec, fine_keys, sdf
+
+    def _decode(self, keys_token: torch.Tensor, codes_NK: torch.Tensor, target_keys: list[torch.Tensor] | None,
+                threshold: float, out_band: torch.Tensor | None = None):
+        """:meth:`decode_codes` plus the output level: its last item is None without
+        one, else ``(out_keys (8 * N_band,) at depth D + 1, out_sdf in depth-(D+1) cell
+        units)`` for the children of the depth-D band cells ``out_band`` (teacher
+        forcing; None: the cells the last split keeps, probability > threshold)."""
         cfg = self.config
         x = self.dec_in(codes_NK)
         keys = keys_token
@@ -338,7 +366,19 @@ class ShapeVQVAE(OctreeTokenizer):
             keys = child
         x = self._decode_level(x, keys, cfg.fine_depth, len(self.up))
         sdf = self.sdf_head(x).squeeze(-1)
-        return logits_all, keys_all, keys, sdf
+        out = None
+        if self.output_depth > cfg.fine_depth:
+            if out_band is None:
+                out_band = keys[(logits_all[-1].sigmoid() > threshold).reshape(-1)]
+            pos = torch.searchsorted(keys, out_band)
+            y = self.out_up(x, pos.repeat_interleave(8), torch.arange(8).repeat(out_band.numel()))
+            out_keys = children_keys(out_band)
+            if len(self.out_stage):
+                neigh = _batch_neighbours(out_keys, cfg.fine_depth + 1)
+                for blk in self.out_stage:
+                    y = blk(y, neigh)
+            out = (out_keys, self.out_sdf_head(y).squeeze(-1))
+        return logits_all, keys_all, keys, sdf, out
 
     # ------------------------------------------------------------------ training
 
@@ -368,7 +408,7 @@ class ShapeVQVAE(OctreeTokenizer):
             codes = flip_codes(codes, keys_enc[-1] >> (3 * cfg.token_depth), len(bands), code_flip, generator)
         # keys_enc is [D, D-1, ..., T]; teacher forcing needs T+1..D-1 in that order.
         teacher = keys_enc[1:-1][::-1]
-        logits, keys_dec, fine_keys, sdf = self.decode_codes(keys_enc[-1], codes, teacher)
+        logits, keys_dec, fine_keys, sdf, out = self._decode(keys_enc[-1], codes, teacher, 0.5, keys_enc[0])
         split_t = [_child_mask_targets(k, c) for k, c in zip(keys_dec, keys_enc[:-1][::-1])]
         lg, tg = torch.cat(logits), torch.cat(split_t)
         split = F.binary_cross_entropy_with_logits(lg, tg)
@@ -377,17 +417,33 @@ class ShapeVQVAE(OctreeTokenizer):
         sdf_loss = (err * weight).sum() / weight.sum()
         loss = (sdf_loss + cfg.split_weight * split + cfg.commit_weight * qloss["commit"]
                 + cfg.entropy_weight * (qloss["node_entropy"] - cfg.usage_weight * qloss["usage_entropy"]))
+        extra = {}
+        if out is not None:
+            if any(b.out_sdf is None for b in bands):
+                raise ValueError(f"this decoder has an output level at depth {self.output_depth}: "
+                                 "the bands need out_sdf (sdf_to_band(..., out_depth=...))")
+            target_out = torch.cat([b.out_sdf for b in bands]).clamp(-cfg.sdf_clip, cfg.sdf_clip)
+            err_out = (out[1] - target_out).abs()
+            w_out = 1.0 + 3.0 * (target_out.abs() < 1.0)
+            extra["sdf_out"] = (err_out * w_out).sum() / w_out.sum()
+            loss = loss + extra["sdf_out"]
         with torch.no_grad():
             split_acc = ((lg > 0).float() == tg).float().mean()
             bit_usage = bits.float().mean(0)
         return {"loss": loss, "sdf": sdf_loss, "split": split, "split_acc": split_acc,
-                "bit_balance": (bit_usage - 0.5).abs().max(), **qloss}
+                "bit_balance": (bit_usage - 0.5).abs().max(), **qloss, **extra}
 
     # ------------------------------------------------------------------ public API
 
     @property
     def depth(self) -> int:
         return self.config.token_depth
+
+    @property
+    def output_depth(self) -> int:
+        """Depth of the decoded SDF grid (``fine_depth``, or one more with an output level)."""
+        d = self.config.get("output_depth")
+        return self.config.fine_depth if d is None else int(d)
 
     @property
     def payload_vocab_sizes(self) -> list[int]:
@@ -413,16 +469,31 @@ class ShapeVQVAE(OctreeTokenizer):
                           sort_keys=True, default=list)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
-    def grow_decoder(self, refine_blocks) -> "ShapeVQVAE":
-        """A copy of this tokenizer with ``refine_blocks`` (see the class) in its
-        decoder: same encoder, same codes, same outputs until the new blocks train."""
+    def grow_decoder(self, refine_blocks=None, output_depth: int | None = None, output_channels: int | None = None,
+                     output_blocks: int | None = None) -> "ShapeVQVAE":
+        """A copy of this tokenizer with a larger decoder: ``refine_blocks`` (see the
+        class; zero-initialised, so outputs are unchanged until they train) and/or a new
+        output level (``output_depth`` = fine_depth + 1, ``output_channels``,
+        ``output_blocks``). Same encoder, same codes, same config hash."""
         cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
         old = tuple(cfg.get("refine_blocks") or (0,) * len(cfg["dec_blocks"]))
-        if len(tuple(refine_blocks)) != len(old) or any(int(n) < int(o) for n, o in zip(refine_blocks, old)):
-            raise ValueError(f"refine_blocks {list(refine_blocks)} must list one count per depth, each >= {list(old)}")
-        grown = type(self)(**{**cfg, "refine_blocks": [int(n) for n in refine_blocks]})
+        refine = old if refine_blocks is None else tuple(refine_blocks)
+        if len(refine) != len(old) or any(int(n) < int(o) for n, o in zip(refine, old)):
+            raise ValueError(f"refine_blocks {list(refine)} must list one count per depth, each >= {list(old)}")
+        new = {**cfg, "refine_blocks": [int(n) for n in refine]}
+        if output_depth is not None:
+            if self.output_depth > cfg["fine_depth"]:
+                raise ValueError(f"this decoder already has an output level (depth {self.output_depth})")
+            new["output_depth"] = int(output_depth)
+            for k, v in (("output_channels", output_channels), ("output_blocks", output_blocks)):
+                if v is not None:
+                    new[k] = int(v)
+        elif output_channels is not None or output_blocks is not None:
+            raise ValueError("output_channels / output_blocks need output_depth")
+        grown = type(self)(**new)
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
-        if unexpected or not all(k.startswith("dec_stages.") for k in missing):
+        fresh = ("dec_stages.", "out_up.", "out_stage.", "out_sdf_head.")
+        if unexpected or not all(k.startswith(fresh) for k in missing):
             raise ValueError(f"cannot grow this decoder: unexpected {unexpected}, missing {missing}")
         dtype = next(self.parameters()).dtype
         # Cast only when needed: diffusers warns on every ModelMixin.to(dtype).
@@ -502,7 +573,7 @@ class ShapeVQVAE(OctreeTokenizer):
             raise ValueError("shape_bits payload must be 0/1")
         keys_t = tokens.octree().keys[cfg.token_depth]
         codes = tokens.payload.to(self.dtype) * 2 - 1
-        logits, keys_dec, fine_keys, sdf = self.decode_codes(keys_t, codes, None, threshold)
+        logits, keys_dec, fine_keys, sdf, out = self._decode(keys_t, codes, None, threshold)
         sdf = sdf.float()
         # Children of the last split level predicted off-band: at least one cell away.
         if clamp_off_band:
@@ -543,7 +614,14 @@ class ShapeVQVAE(OctreeTokenizer):
             raise ValueError(f"fill must be 'structure', 'flood' or 'nearest', got {fill!r}")
         grid[~reached] = cfg.sdf_clip
         grid[inside] = -cfg.sdf_clip
-        return grid
+        if out is None:
+            return grid
+        # Output level: the depth-D field interpolated to the depth-(D+1) centres (in
+        # their cell units), the decoded children of the band cells written over it.
+        fine = upsample_centre_grid(grid) * 2.0
+        oxyz = key_to_xyz(out[0]).numpy()
+        fine[oxyz[:, 0], oxyz[:, 1], oxyz[:, 2]] = out[1].float().clamp(-cfg.sdf_clip, cfg.sdf_clip).numpy()
+        return fine
 
     @torch.no_grad()
     def decode(self, tokens: OctreeTokens, threshold: float = 0.5, clamp_off_band: bool = True,
@@ -615,6 +693,19 @@ class ShapeVQVAE(OctreeTokenizer):
         """Marching cubes of a decoded fine-depth SDF grid (:meth:`tokens_to_grid`),
         minus the connected parts below ``min_part`` of the largest one's area."""
         return drop_small_parts(grid_to_mesh(grid, sampling="centre"), min_part)
+
+
+def upsample_centre_grid(grid: np.ndarray) -> np.ndarray:
+    """Trilinear 2x upsampling of a cell-centre grid (R^3 -> (2R)^3): a child centre
+    lies a quarter cell from its parent's centre on each axis, so along each axis it
+    takes 3/4 of its parent and 1/4 of the neighbour on its side (edges clamped)."""
+    out = np.asarray(grid, dtype=np.float32)
+    for axis in range(3):
+        prev = np.concatenate([np.take(out, [0], axis), np.take(out, np.arange(out.shape[axis] - 1), axis)], axis)
+        nxt = np.concatenate([np.take(out, np.arange(1, out.shape[axis]), axis), np.take(out, [-1], axis)], axis)
+        lo, hi = 0.75 * out + 0.25 * prev, 0.75 * out + 0.25 * nxt
+        out = np.stack([lo, hi], axis=axis + 1).reshape(*out.shape[:axis], 2 * out.shape[axis], *out.shape[axis + 1:])
+    return out
 
 
 def shape_to_band(shape, depth: int, margin: float = 0.05, seed: int = 0) -> ShapeBand:

@@ -162,31 +162,41 @@ def _source_sdfs(data: str, split: str, n: int, seed: int):
         raise ValueError(f"unknown data source '{data}'")
 
 
-def build_bands(data: str, split: str, n: int, depth: int, seed: int = 0, log=print) -> list[ShapeBand]:
-    """Preprocessed bands for one source/split, cached as a ``.pt`` shard file."""
+def _band(depth: int, r: dict) -> ShapeBand:
+    out = r.get("out_sdf")
+    return ShapeBand(depth, r["keys"], r["features"].float(), r["fine_sdf"].float(),
+                     None if out is None else out.float())
+
+
+def build_bands(data: str, split: str, n: int, depth: int, seed: int = 0, log=print,
+                out_depth: int | None = None) -> list[ShapeBand]:
+    """Preprocessed bands for one source/split, cached as a ``.pt`` shard file (with
+    ``out_depth = depth + 1``, also the SDF at the band cells' children: a decoder's
+    output level, :attr:`ShapeBand.out_sdf`)."""
     if data == "mix":
         half = n // 2
-        a = build_bands("primitives", split, n - half, depth, seed, log)
-        b = build_bands("shapes", split, half, depth, seed, log)
+        a = build_bands("primitives", split, n - half, depth, seed, log, out_depth)
+        b = build_bands("shapes", split, half, depth, seed, log, out_depth)
         return [x for pair in zip(a, b) for x in pair] + a[len(b):]
-    path = _cache_root() / f"{data}-d{depth}-{split}-{n}-s{seed}.pt"
+    extra = f"-o{out_depth}" if out_depth not in (None, depth) else ""
+    path = _cache_root() / f"{data}-d{depth}{extra}-{split}-{n}-s{seed}.pt"
     if path.is_file():
-        rows = torch.load(path, weights_only=True)
-        return [ShapeBand(depth, r["keys"], r["features"].float(), r["fine_sdf"].float()) for r in rows]
+        return [_band(depth, r) for r in torch.load(path, weights_only=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
     rows, t0 = [], time.time()
     for name, fn in _source_sdfs(data, split, n, seed):
         try:
-            b = sdf_to_band(fn, depth)
+            b = sdf_to_band(fn, depth, out_depth)
         except ValueError as e:
             log(f"skip {name}: {e}")
             continue
-        rows.append({"keys": b.keys, "features": b.features.half(), "fine_sdf": b.fine_sdf.half()})
+        rows.append({"keys": b.keys, "features": b.features.half(), "fine_sdf": b.fine_sdf.half(),
+                     **({} if b.out_sdf is None else {"out_sdf": b.out_sdf.half()})})
         if len(rows) % 200 == 0:
             log(f"preprocessed {len(rows)}/{n} {data}/{split} shapes ({time.time() - t0:.0f} s)")
     with atomic_path(path) as tmp:
         torch.save(rows, tmp)
-    return [ShapeBand(depth, r["keys"], r["features"].float(), r["fine_sdf"].float()) for r in rows]
+    return [_band(depth, r) for r in rows]
 
 
 # --------------------------------------------------------------------------- the job
@@ -203,8 +213,9 @@ class ShapeVQVAEJob(TrainingJob):
     ``code_flip`` (train the decoder on codes with up to this share of bits flipped,
     :meth:`ShapeVQVAE.forward`, so that it survives a generator's bit errors; the
     validation loss stays on clean codes). With ``init``, ``model`` may hold only
-    ``refine_blocks`` (the decoder grows by zero-initialised blocks,
-    :meth:`ShapeVQVAE.grow_decoder`).
+    ``refine_blocks`` (the decoder grows by zero-initialised blocks) and an output
+    level (``output_depth`` = fine depth + 1, ``output_channels``, ``output_blocks``:
+    the decoded grid gets twice the resolution), :meth:`ShapeVQVAE.grow_decoder`.
     """
 
     defaults = {"source": "mix", "num_train": 2400, "num_val": 48, "init": "", "freeze_encoder": False,
@@ -217,15 +228,22 @@ class ShapeVQVAEJob(TrainingJob):
         flip = s["code_flip"]
         if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
             raise InputError(f"train config: code_flip must be a share of bits from 0 to 0.5, got {s['code_flip']}")
-        self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed)
-        self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed)
+        out = self._output_depth()
+        self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed, out_depth=out)
+        self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed, out_depth=out)
         return {"shapes": len(self.train_set), "val_shapes": len(self.val_set), "depth": depth}
+
+    def _init_config(self) -> dict:
+        return check_config_json(Path(self.settings["init"]) / "config.json") if self.settings["init"] else {}
 
     def _fine_depth(self) -> int:
         """The fine depth D of the model ``build`` will make (the bands' depth)."""
-        if self.settings["init"]:
-            return int(check_config_json(Path(self.settings["init"]) / "config.json")["fine_depth"])
-        return int(self.cfg.model.get("fine_depth", inspect.signature(ShapeVQVAE.__init__).parameters["fine_depth"].default))
+        default = inspect.signature(ShapeVQVAE.__init__).parameters["fine_depth"].default
+        return int({**self._init_config(), **self.cfg.model}.get("fine_depth", default))
+
+    def _output_depth(self) -> int | None:
+        """The depth of the decoded grid of the model ``build`` will make (None: the fine depth)."""
+        return {**self._init_config(), **self.cfg.model}.get("output_depth")
 
     def num_items(self) -> int:
         return len(self.train_set)
@@ -234,11 +252,12 @@ class ShapeVQVAEJob(TrainingJob):
         try:
             if self.settings["init"]:
                 model = ShapeVQVAE.load(self.settings["init"])
-                extra = set(self.cfg.model) - {"refine_blocks"}
+                grow = {"refine_blocks", "output_depth", "output_channels", "output_blocks"}
+                extra = set(self.cfg.model) - grow
                 if extra:
-                    raise ValueError(f"with init, model may only set refine_blocks, not {sorted(extra)}")
-                if "refine_blocks" in self.cfg.model:
-                    model = model.grow_decoder(self.cfg.model["refine_blocks"])
+                    raise ValueError(f"with init, model may only set {', '.join(sorted(grow))}, not {sorted(extra)}")
+                if self.cfg.model:
+                    model = model.grow_decoder(**self.cfg.model)
             else:
                 model = ShapeVQVAE(**self.cfg.model)
         except (TypeError, ValueError) as e:
