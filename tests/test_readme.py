@@ -63,7 +63,10 @@ def test_every_command_line_example_parses():
     assert parsed == len(examples) - 1
     # Every subcommand the parser has is shown at least once.
     shown = {words[1] for words in examples if len(words) > 1 and not words[1].startswith("-")}
-    assert shown == {"tokenize", "decode", "eval", "generate", "train", "bench"}
+    import argparse
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert shown == set(sub.choices) and {"tokenize", "decode", "eval", "generate", "train", "bench", "ship"} <= shown
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
