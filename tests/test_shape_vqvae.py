@@ -164,7 +164,7 @@ def test_shipped_tokenizer_reconstructs_cube():
     assert _shipped_iou(cube(0.6)) > 0.965
 
 
-def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeypatch):
+def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeypatch, capsys):
     """`octgen train` with the shapes modality's tokenizer job on a few primitives
     (tiny config), then decoder-only runs from its weights (flipped codes, refine
     blocks, an output level at depth D + 1): the codes (code hash, token bits) are
@@ -183,6 +183,10 @@ def test_training_runs_and_decoder_only_tuning_keeps_the_codes(tmp_path, monkeyp
         cfg.write_text(json.dumps({**base, "output_dir": str(tmp_path / name), **kw}))
         assert main(["train", str(cfg), *extra_args]) == 0
 
+    cfg_a = tmp_path / "prep.json"
+    cfg_a.write_text(json.dumps({**base, "output_dir": str(tmp_path / "prep"), "model": model_kw, "data": data}))
+    assert main(["train", str(cfg_a), "--prepare-only"]) == 0  # the tokenizer job's own counts, no traceback
+    assert "training data ready: 6 shapes, 2 val shapes, depth 4" in capsys.readouterr().out
     run("a", model=model_kw, data=data)
     start = ShapeVQVAE.from_pretrained(str(tmp_path / "a" / "last")).float()
     assert [json.loads(x)["step"] for x in (tmp_path / "a" / "val_log.jsonl").read_text().splitlines()] == [2, 4]

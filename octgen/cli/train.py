@@ -34,7 +34,11 @@ def run(args) -> int:
         raise InputError(f"--stop-at must be >= 1, got {args.stop_at}")
     if args.prepare_only:
         ready = train(cfg, prepare_only=True)
-        print(f"training data ready: {ready['sequences']:,} sequences of depth {ready['depth']}")
+        if "sequences" in ready:
+            print(f"training data ready: {ready['sequences']:,} sequences of depth {ready['depth']}")
+        else:  # the other jobs (tokenizer, classifier) report their own counts
+            print("training data ready: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" if isinstance(v, int) and k != "depth"
+                                                      else f"{k.replace('_', ' ')} {v}" for k, v in ready.items()))
         return 0
     result = train(cfg, resume=args.resume, stop_at=args.stop_at)
     print(f"trained to step {result['step']} (loss {result['loss']:.4f}) in {result['seconds']:.0f} s; "
