@@ -50,6 +50,9 @@ def _setup(tmp_path):
                                  {"step": 20, "train_cpu_seconds": 40.0, **METRICS},
                                  {"step": 30, "train_cpu_seconds": 60.0, **METRICS}])
     _jsonl(run / "train_log.jsonl", [{"step": 10, "loss": 2.0}])
+    info = json.loads((run / "best" / "pipeline.json").read_text())  # as older exports named it
+    (run / "best" / "pipeline.json").write_text(json.dumps({**info, "transformer": ["octgen.model.transformer",
+                                                                                    "OctGenTransformer"]}))
     return ckpt, run
 
 

@@ -64,11 +64,14 @@ def class_entry(obj) -> list[str] | None:
     the shallowest package below the top level that exports that very class (so the
     transformer is ``octgen.model``, not its defining ``octgen.model.transformer``):
     every writer, the version-1 upgrade included, names a class the same way."""
-    if obj is None:
-        return None
+    return None if obj is None else canonical_entry(type(obj))
+
+
+def canonical_entry(cls: type) -> list[str]:
+    """``[module, class name]`` of a class, the module being the shallowest package
+    below the top level that exports it (see :func:`class_entry`)."""
     import importlib
 
-    cls = type(obj)
     parts = cls.__module__.split(".")
     for n in range(min(2, len(parts)), len(parts)):
         try:

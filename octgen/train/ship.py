@@ -93,7 +93,7 @@ def ship(run_dir: str | Path, checkpoint: str | Path, label: str, config: str = 
         InputError: a missing or inconsistent run or checkpoint (nothing is changed).
     """
     from ..bench.plots import plot_learning_curve, plot_shape_curve
-    from ..pipeline.pipeline import PIPELINE_NAME, read_pipeline_info
+    from ..pipeline.pipeline import PIPELINE_NAME, canonical_entry, component_class, read_pipeline_info
 
     run, ckpt = Path(run_dir), Path(checkpoint)
     best = run / "best"
@@ -122,6 +122,9 @@ def ship(run_dir: str | Path, checkpoint: str | Path, label: str, config: str = 
     cpu = float(new_info["train_cpu_seconds"])
     info = {**old_info, **new_info, "train_stages": stages + [stage_line],
             "train_cpu_seconds_all_stages": round(old_all + cpu, 1)}
+    for slot in WEIGHT_FOLDERS:  # an export by older code may name a defining module
+        if info.get(slot):
+            info[slot] = canonical_entry(component_class(info[slot], slot, best))
     if old_info.get("sampler"):
         info["sampler"] = old_info["sampler"]  # the checkpoint's chosen defaults, not the run's
     log = _read_jsonl(ckpt / "train_log.jsonl") + [{**r, "stage": k + 1} for r in _read_jsonl(run / "train_log.jsonl")]
