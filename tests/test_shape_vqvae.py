@@ -406,3 +406,20 @@ def test_output_level_doubles_the_grid_and_keeps_the_codes():
         grown.grow_decoder(output_depth=5)
     with pytest.raises(ValueError, match="output_depth"):
         tiny_model(output_depth=6)
+
+
+def test_bad_output_depth_is_a_config_error(tmp_path, monkeypatch, capsys):
+    from octgen.cli.main import main
+
+    monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path / "cache"))
+    for bad in (6, 3, "x", True):
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"output_dir": str(tmp_path / "o"), "modality": "shapes", "job": "tokenizer",
+                                   "model": {"fine_depth": 4, "token_depth": 2, "code_bits": 6, "channels": [8, 8, 12],
+                                             "enc_blocks": [0, 1, 1], "dec_blocks": [0, 1, 1], "output_depth": bad},
+                                   "data": {"source": "primitives", "num_train": 2, "num_val": 1},
+                                   "max_steps": 1, "num_threads": 1}))
+        assert main(["train", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "output_depth" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "o" / "last").exists() and not list((tmp_path / "cache").rglob("*.pt"))

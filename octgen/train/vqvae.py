@@ -229,6 +229,8 @@ class ShapeVQVAEJob(TrainingJob):
         if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
             raise InputError(f"train config: code_flip must be a share of bits from 0 to 0.5, got {s['code_flip']}")
         out = self._output_depth()
+        if out is not None and (isinstance(out, bool) or out not in (depth, depth + 1)):
+            raise InputError(f"train config: output_depth must be the fine depth ({depth}) or one more, got {out!r}")
         self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed, out_depth=out)
         self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed, out_depth=out)
         return {"shapes": len(self.train_set), "val_shapes": len(self.val_set), "depth": depth}
