@@ -1,5 +1,5 @@
 """``octgen ship RUN CHECKPOINT --label TEXT``: make a learning-curve run's best
-weights the next stage of a checkpoint folder (see :mod:`octgen.train.ship`)."""
+weights the next stage of a checkpoint folder (see :mod:`octgen.bench.ship`)."""
 from __future__ import annotations
 
 
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train.ship import ship
+    from ..bench.ship import ship
 
     r = ship(args.run, args.checkpoint, args.label, args.config)
     print(f"{r['checkpoint']}: stage {r['stage']} = step {r['step']} ({r['train_cpu_seconds']:.0f} CPU-s; "

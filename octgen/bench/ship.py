@@ -92,7 +92,7 @@ def ship(run_dir: str | Path, checkpoint: str | Path, label: str, config: str = 
     Raises:
         InputError: a missing or inconsistent run or checkpoint (nothing is changed).
     """
-    from ..bench.plots import plot_learning_curve, plot_shape_curve
+    from .plots import plot_learning_curve, plot_shape_curve
     from ..pipeline.pipeline import PIPELINE_NAME, canonical_entry, component_class, read_pipeline_info
 
     run, ckpt = Path(run_dir), Path(checkpoint)
