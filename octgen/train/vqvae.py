@@ -201,6 +201,9 @@ def build_bands(data: str, split: str, n: int, depth: int, seed: int = 0, log=pr
 
 # --------------------------------------------------------------------------- the job
 
+# What a config's "model" may set next to "init": the decoder growth of ShapeVQVAE.grow_decoder.
+GROW_SETTINGS = ("output_blocks", "output_channels", "output_depth", "refine_blocks")
+
 
 class ShapeVQVAEJob(TrainingJob):
     """Train :class:`~octgen.tokenize.shape_vqvae.ShapeVQVAE` (config ``model``: its
@@ -222,30 +225,28 @@ class ShapeVQVAEJob(TrainingJob):
                 "code_flip": 0.0}
 
     def prepare(self) -> dict:
-        s, depth = self.settings, self._fine_depth()
+        s, planned = self.settings, self._planned_model()
+        depth = int(planned.get("fine_depth", inspect.signature(ShapeVQVAE.__init__).parameters["fine_depth"].default))
         if s["source"] not in ("primitives", "shapes", "mix"):
             raise InputError(f"train config: source must be primitives, shapes or mix, got '{s['source']}'")
         flip = s["code_flip"]
         if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
             raise InputError(f"train config: code_flip must be a share of bits from 0 to 0.5, got {s['code_flip']}")
-        out = self._output_depth()
+        out = planned.get("output_depth")
         if out is not None and (isinstance(out, bool) or out not in (depth, depth + 1)):
             raise InputError(f"train config: output_depth must be the fine depth ({depth}) or one more, got {out!r}")
         self.train_set = build_bands(s["source"], "train", int(s["num_train"]), depth, self.cfg.seed, out_depth=out)
         self.val_set = build_bands(s["source"], "val", int(s["num_val"]), depth, self.cfg.seed, out_depth=out)
         return {"shapes": len(self.train_set), "val_shapes": len(self.val_set), "depth": depth}
 
-    def _init_config(self) -> dict:
-        return check_config_json(Path(self.settings["init"]) / "config.json") if self.settings["init"] else {}
-
-    def _fine_depth(self) -> int:
-        """The fine depth D of the model ``build`` will make (the bands' depth)."""
-        default = inspect.signature(ShapeVQVAE.__init__).parameters["fine_depth"].default
-        return int({**self._init_config(), **self.cfg.model}.get("fine_depth", default))
-
-    def _output_depth(self) -> int | None:
-        """The depth of the decoded grid of the model ``build`` will make (None: the fine depth)."""
-        return {**self._init_config(), **self.cfg.model}.get("output_depth")
+    def _planned_model(self) -> dict:
+        """The settings of the model ``build`` will make (its fine depth is the bands'
+        depth, its output depth decides whether they carry ``out_sdf``): ``init``'s
+        config with the decoder settings ``model`` may grow, or ``model`` itself."""
+        if not self.settings["init"]:
+            return dict(self.cfg.model)
+        init = check_config_json(Path(self.settings["init"]) / "config.json")
+        return {**init, **{k: v for k, v in self.cfg.model.items() if k in GROW_SETTINGS}}
 
     def num_items(self) -> int:
         return len(self.train_set)
@@ -254,10 +255,9 @@ class ShapeVQVAEJob(TrainingJob):
         try:
             if self.settings["init"]:
                 model = ShapeVQVAE.load(self.settings["init"])
-                grow = {"refine_blocks", "output_depth", "output_channels", "output_blocks"}
-                extra = set(self.cfg.model) - grow
+                extra = set(self.cfg.model) - set(GROW_SETTINGS)
                 if extra:
-                    raise ValueError(f"with init, model may only set {', '.join(sorted(grow))}, not {sorted(extra)}")
+                    raise ValueError(f"with init, model may only set {', '.join(GROW_SETTINGS)}, not {sorted(extra)}")
                 if self.cfg.model:
                     model = model.grow_decoder(**self.cfg.model)
             else:
