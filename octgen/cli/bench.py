@@ -12,6 +12,7 @@ BENCHES = {
     "shape-curve": ("octgen.bench.shape_curve", "train a shape generator in chunks, scoring its EMA weights after each"),
     "shape-stages": ("octgen.bench.shape_stages", "shape generator: teacher-forced accuracy per level vs baselines, IoU per stage"),
     "shape-sheets": ("octgen.bench.sheets", "contact sheet and sketch sheet PNGs of a shape checkpoint (pyvista, off-screen)"),
+    "train-step": ("octgen.bench.train_step", "seconds and CPU-seconds per training step of a config, fp32 vs bf16 autocast"),
     "octree": ("octgen.bench.octree", "octree build + serialise and neighbour-table speed"),
     "shapes-data": ("octgen.bench.shapes_data", "procedural shapes -> surface octree shards, shapes/s"),
     "mesh-sdf": ("octgen.bench.mesh_sdf", "real meshes -> SDF grids: sign agreement, Chamfer, watertightness"),
