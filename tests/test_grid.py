@@ -119,3 +119,18 @@ def test_point_to_surface_chamfer_has_no_sampling_floor():
     assert np.allclose(d, 0.1, atol=2e-3)
     shifted = chamfer_l1_point_to_surface(a, b, samples=2000)
     assert abs(shifted - 0.005) < 5e-4  # 0.01 times the mean |cos| over a sphere, 1/2
+
+
+def test_signed_volume_is_trimesh_volume_with_its_sign():
+    import trimesh
+
+    from octgen.data.grid import signed_volume
+
+    for mesh in (trimesh.creation.icosphere(subdivisions=2, radius=0.7),
+                 trimesh.creation.box(extents=(0.3, 0.5, 0.9)),
+                 trimesh.creation.annulus(r_min=0.2, r_max=0.5, height=0.3)):
+        mesh.apply_translation([0.3, -0.2, 0.1])  # not about the origin
+        assert signed_volume(mesh.vertices, mesh.faces) == pytest.approx(mesh.volume, rel=1e-9)
+        inverted = mesh.copy()
+        inverted.invert()
+        assert signed_volume(inverted.vertices, inverted.faces) == pytest.approx(-mesh.volume, rel=1e-9)

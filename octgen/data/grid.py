@@ -125,6 +125,14 @@ def grid_to_mesh(grid_XYZ, *, sampling: str, allow_empty: bool = True, drop_dege
     verts, faces, _, _ = marching_cubes(g, level=0.0, allow_degenerate=not drop_degenerate)
     verts = verts * step + (first - step)  # index 1 of the padded grid is the first sample
     mesh = trimesh.Trimesh(verts, faces, process=merge_vertices)
-    if mesh.volume < 0:
+    if signed_volume(mesh.vertices, mesh.faces) < 0:
         mesh.invert()
     return mesh
+
+
+def signed_volume(vertices, faces) -> float:
+    """Signed volume of a triangle mesh (positive when its triangles face outward):
+    the sum of the tetrahedra from the origin, without the mass properties that
+    ``trimesh``'s ``volume`` also computes (a third of a 128^3 decode's time)."""
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    return float(np.einsum("ij,ij->", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0)

@@ -754,7 +754,11 @@ def drop_small_parts(mesh, min_part: float):
     the largest part's area (a no-op for ``min_part <= 0`` or one part)."""
     import trimesh
 
+    from ..octree.mesh import mesh_parts
+
     if min_part <= 0 or len(mesh.faces) == 0:
+        return mesh
+    if len(mesh_parts(mesh)[1]) <= 1:  # the common case, without split's copy of the whole mesh
         return mesh
     parts = mesh.split(only_watertight=False)
     if len(parts) <= 1:
