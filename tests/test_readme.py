@@ -136,6 +136,14 @@ def test_readme_figures_come_from_the_stored_files():
                f"| {ceil['iou']['mean']:.3f} | {ceil['chamfer_l1']['mean']:.4f} |"]
     assert not _missing(_section("Shape tokenizer"), figures)
 
+    o7 = _json("tokenizers/shape-vqvae-d6t4k16-o7/metrics.json")
+    pt, real = o7["procedural_test"], o7["real_meshes"]
+    figures = [f"**{pt['iou']['mean']:.3f} / {pt['iou']['median']:.3f}**", f"**{pt['chamfer_l1']['mean']:.4f}**",
+               f"**{pt['normal_consistency']['mean']:.3f}**",
+               f"{pt['decode_s']['median']:.3f} / {pt['decode_s']['p95']:.3f} s",
+               f"| {real['iou']['mean']:.3f} | {real['chamfer_l1']['mean']:.4f} | {real['normal_consistency']['mean']:.3f} |"]
+    assert not _missing(_section("Shape tokenizer"), figures)
+
     gen = _json("checkpoints/shapes-xs/metrics.json")
     pf, dist, speed = gen["prompt_fidelity"], gen["distribution"]["mean"], gen["speed"]
     figures = [f"{100 * pf['category_accuracy']:.1f} %", f"{100 * pf['attribute_accuracy']:.1f} %",
