@@ -253,7 +253,9 @@ def test_sampler_sweep_settings_parse_or_fail_in_one_line():
     assert parse_setting("default") == {}
     assert parse_setting("confidence=random, temperature=0.9,steps=0") == \
         {"confidence": "random", "temperature": 0.9, "steps": None}
-    for bad in ("confidence=loud", "temprature=1", "steps=x", "top_p=2"):
+    assert parse_setting("level_steps=3:16;4:0,remask=true") == {"level_steps": {3: 16, 4: None}, "remask": True}
+    for bad in ("confidence=loud", "temprature=1", "steps=x", "top_p=2", "level_steps=3", "level_steps=3:-2",
+                "level_steps=x:4"):
         with pytest.raises(InputError, match="--setting"):
             parse_setting(bad)
 

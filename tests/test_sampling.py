@@ -115,6 +115,29 @@ def test_leaf_steps_apply_to_the_leaf_level_only(leaf_steps):
         SamplerConfig(leaf_steps=-1)
 
 
+def test_level_steps_apply_to_their_structure_levels_only():
+    model = tiny()
+    cfg = SamplerConfig(steps=2, leaf_steps=3, level_steps={"1": None, 2: 1})
+    assert cfg.level_steps == {1: None, 2: 1}  # JSON keys (pipeline.json) become levels
+    tokens, stats = OctreeSampler(model, cfg).sample(1, generator=torch.Generator().manual_seed(0), return_stats=True)
+    sizes = tokens[0].tokens_per_level()
+    want = [min(2, n) for n in sizes]
+    want[1], want[2], want[-1] = sizes[1], 1, min(3, sizes[-1])
+    assert stats["steps"] == want
+    for bad in ({"x": 2}, {-1: 2}, {1: 0}, {1: 2.5}, [1, 2]):
+        with pytest.raises(ValueError, match="level_steps"):
+            SamplerConfig(level_steps=bad)
+
+
+def test_level_steps_survive_a_pipeline_round_trip(tmp_path):
+    from dataclasses import asdict
+    import json
+
+    cfg = SamplerConfig(steps=8, level_steps={3: 16, 4: None})
+    back = SamplerConfig(**json.loads(json.dumps(asdict(cfg))))
+    assert back == cfg
+
+
 def _run_level(remask: bool):
     """Three greedy steps on a 4-token level (one field, 2 values) where a token
     revealed at step 0 is less confident than two tokens sampled at step 1."""

@@ -3,7 +3,9 @@ checkpoint on a validation seed range (disjoint from the reported benchmark's se
 
 Each ``--setting`` is a comma-separated list of :class:`~octgen.sampling.SamplerConfig`
 overrides (``confidence=random,temperature=0.9``; ``steps=0`` means one token per
-step, ``leaf_steps=-1`` one atom per step at the leaf level, ``size_level=-1`` off); ``default`` is the checkpoint's own settings. Every setting samples the same
+step, ``leaf_steps=-1`` one atom per step at the leaf level, ``size_level=-1`` off,
+``level_steps=3:16;4:0`` 16 steps at structure level 3 and one token per step at
+level 4); ``default`` is the checkpoint's own settings. Every setting samples the same
 number of molecules from the same seed and is scored without filtering.
 """
 from __future__ import annotations
@@ -21,6 +23,18 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int_in_range(0, 1024), default=0, help="torch threads (0: torch's default)")
 
 
+def _level_steps(text: str) -> dict:
+    """``"3:16;4:0"`` -> ``{3: 16, 4: None}`` (0: one token per step)."""
+    out = {}
+    for item in text.split(";"):
+        level, sep, steps = item.partition(":")
+        if not sep:
+            raise ValueError(item)
+        n = int(steps)
+        out[int(level)] = None if n == 0 else n
+    return out
+
+
 def parse_setting(text: str) -> dict:
     """``"confidence=random,top_p=0.9"`` -> overrides with typed values (InputError if malformed)."""
     from ..errors import InputError
@@ -30,7 +44,7 @@ def parse_setting(text: str) -> dict:
         return {}
     types = {"steps": int, "temperature": float, "top_k": int, "top_p": float, "choice_temperature": float,
              "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str, "precision": str,
-             "leaf_steps": int, "size_level": int, "leaf_temperature": float}
+             "leaf_steps": int, "size_level": int, "leaf_temperature": float, "level_steps": _level_steps}
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")

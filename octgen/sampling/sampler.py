@@ -225,7 +225,7 @@ class OctreeSampler:
             centre = xyz_to_centres(key_to_xyz(keys.reshape(-1)), d).view(*keys.shape, 3)
             tokens = torch.zeros(*keys.shape, n_fields, dtype=torch.long, device=dev)
             masked = valid.clone()
-            S = sched.set_level(valid, leaf)
+            S = sched.set_level(valid, leaf, d)
             if cache is not None:
                 cache.open_slot(self._rows(self._nodes(level, tokens, masked, centre, leaf, P), guided).level_BT)
             def reveal(tokens, masked, S):

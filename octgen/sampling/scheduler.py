@@ -72,6 +72,10 @@ class SamplerConfig:
         leaf_steps: iterations at the leaf (payload) level: 0 = ``steps``, None =
             one token per step, N = N steps. Atoms placed by a pair potential fit
             the atoms revealed before them, so the leaf level gains from more steps.
+        level_steps: iterations at chosen structure levels, ``{level: S}`` (S >= 1,
+            or None for one token per step), overriding ``steps`` there (the leaf
+            level keeps ``leaf_steps``); None / empty: ``steps`` everywhere. In a
+            ``pipeline.json`` the levels are JSON object keys (strings).
         leaf_temperature: the temperature of the leaf level's payload (atoms'
             element and offsets, shape codes' bits); None: ``temperature``.
         size_level: for size-conditioned models, the structure level whose total
@@ -101,6 +105,7 @@ class SamplerConfig:
     size_level: int | None = None
     leaf_temperature: float | None = None
     connect: int = 0
+    level_steps: dict | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -124,6 +129,21 @@ class SamplerConfig:
             raise ValueError(f"connect must be a whole number of cells >= 0 (0: off), got {self.connect!r}")
         if self.leaf_steps is not None and int(self.leaf_steps) < 0:
             raise ValueError(f"leaf_steps must be >= 0 (0: as steps) or None, got {self.leaf_steps}")
+        if self.level_steps is not None:
+            if not isinstance(self.level_steps, dict):
+                raise ValueError(f"level_steps must be a mapping of structure level to steps, got {self.level_steps!r}")
+            clean = {}
+            for level, steps in self.level_steps.items():
+                try:
+                    d = int(level)
+                except (TypeError, ValueError):
+                    raise ValueError(f"level_steps: a level is a whole number >= 0, got {level!r}") from None
+                if d < 0 or str(d) != str(level).strip():
+                    raise ValueError(f"level_steps: a level is a whole number >= 0, got {level!r}")
+                if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+                    raise ValueError(f"level_steps: steps of level {d} must be >= 1 or None, got {steps!r}")
+                clean[d] = steps
+            self.level_steps = clean or None
 
 
 def filter_logits(logits_NV: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -284,14 +304,17 @@ class LevelScheduler:
         self.config = config
         self.num_steps = 0
 
-    def set_level(self, valid_BN: torch.Tensor, leaf: bool = False) -> int:
+    def set_level(self, valid_BN: torch.Tensor, leaf: bool = False, level: int | None = None) -> int:
         """Prepare the schedule for a level with ``valid_BN`` real tokens (the leaf
-        level when ``leaf``: ``leaf_steps`` applies); returns S."""
+        level when ``leaf``: ``leaf_steps`` applies; structure ``level``:
+        ``level_steps`` applies); returns S."""
         n_B = valid_BN.sum(1).cpu()
         n_max = int(n_B.max()) if n_B.numel() else 0
         steps = self.config.steps
         if leaf and self.config.leaf_steps != 0:
             steps = self.config.leaf_steps
+        elif not leaf and level is not None and self.config.level_steps and level in self.config.level_steps:
+            steps = self.config.level_steps[level]
         self.num_steps = max(1, n_max if steps is None else min(int(steps), n_max))
         self.remaining_SB = masked_counts(n_B, self.num_steps).to(valid_BN.device)
         self.valid_BN = valid_BN
