@@ -129,7 +129,7 @@ def test_level_steps_apply_to_their_structure_levels_only():
             SamplerConfig(level_steps=bad)
 
 
-def test_level_steps_survive_a_pipeline_round_trip(tmp_path):
+def test_level_steps_survive_a_pipeline_round_trip():
     from dataclasses import asdict
     import json
 

@@ -313,7 +313,7 @@ class LevelScheduler:
         steps = self.config.steps
         if leaf and self.config.leaf_steps != 0:
             steps = self.config.leaf_steps
-        elif not leaf and level is not None and self.config.level_steps and level in self.config.level_steps:
+        elif not leaf and level in (self.config.level_steps or {}):
             steps = self.config.level_steps[level]
         self.num_steps = max(1, n_max if steps is None else min(int(steps), n_max))
         self.remaining_SB = masked_counts(n_B, self.num_steps).to(valid_BN.device)
