@@ -117,6 +117,36 @@ def test_level_loss_weights_give_each_level_its_share(mode, power):
                        torch.Generator().manual_seed(0)).weight_BT is None
 
 
+@pytest.mark.parametrize("mode", ["tokens", "sqrt"])
+def test_level_loss_scale_multiplies_one_levels_weights(mode):
+    from octgen.train.config import TrainConfig
+    from octgen.train.trainer import _make_batch
+    s = seqs(8, points=8)
+    base = _make_batch(TrainConfig(objective="all_levels", level_sampling=mode), s, len(PAYLOAD),
+                       torch.Generator().manual_seed(0))
+    cfg = TrainConfig(objective="all_levels", level_sampling=mode, level_loss_scale={"1": 3, "2": 0.5})
+    assert cfg.level_loss_scale == {1: 3.0, 2: 0.5}
+    made = _make_batch(cfg, s, len(PAYLOAD), torch.Generator().manual_seed(0))
+    target = made.masked_BT & made.valid_BT
+    assert torch.equal(made.masked_BT, base.masked_BT)  # same batch, only the weights differ
+    w0 = torch.ones_like(made.weight_BT) * target if base.weight_BT is None else base.weight_BT
+    factor = torch.ones_like(w0)
+    factor[made.level_BT == 1] = 3.0
+    factor[made.level_BT == 2] = 0.5
+    assert torch.allclose(made.weight_BT, w0 * factor)
+    assert torch.all(made.weight_BT[~target] == 0)
+
+
+@pytest.mark.parametrize("bad", [{"x": 2}, {"-1": 2}, {"3": 0}, {"3": -1}, {"3": float("nan")}, {"3": "2"}, [3]])
+def test_level_loss_scale_is_checked(bad):
+    from octgen.errors import InputError
+    from octgen.train.config import TrainConfig
+    with pytest.raises(InputError, match="level_loss_scale"):
+        TrainConfig(objective="all_levels", level_loss_scale=bad)
+    with pytest.raises(InputError, match="level_loss_scale"):
+        TrainConfig(objective="one_level", level_loss_scale={"3": 2.0} if isinstance(bad, dict) else bad)
+
+
 def test_autoregressive_head_conditions_on_earlier_fields_only():
     model = tiny(payload_head="autoregressive")
     h = torch.randn(6, 24, dtype=torch.float64)

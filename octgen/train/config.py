@@ -10,6 +10,24 @@ from ..sampling.scheduler import SamplerConfig
 
 
 
+def parse_level_loss_scale(value) -> dict[int, float]:
+    """``{level: factor}`` with int levels >= 0 and finite factors > 0 (JSON keys are strings)."""
+    if not isinstance(value, dict):
+        raise InputError(f"train config: level_loss_scale must be a mapping of level to factor, got {value!r}")
+    out = {}
+    for k, v in value.items():
+        try:
+            level = int(k)
+        except (TypeError, ValueError):
+            raise InputError(f"train config: level_loss_scale keys are levels (0, 1, ...), got {k!r}") from None
+        if level < 0 or isinstance(k, bool):
+            raise InputError(f"train config: level_loss_scale keys are levels (0, 1, ...), got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
+            raise InputError(f"train config: level_loss_scale[{k}] must be a number > 0, got {v!r}")
+        out[level] = float(v)
+    return out
+
+
 @dataclass
 class TrainConfig:
     """One training run of the OctGen transformer.
@@ -57,6 +75,10 @@ class TrainConfig:
             (see :func:`octgen.train.objective.level_weights`). ``"one_level"`` draws
             each row's target level so; ``"all_levels"`` weights the loss of each
             level's masked tokens so (:func:`octgen.train.objective.level_loss_weights`).
+        level_loss_scale: (``"all_levels"`` only) ``{level: factor}`` multiplies the loss
+            weight of that level's masked tokens on top of ``level_sampling`` (levels
+            0..D, D the leaves; JSON keys are strings), e.g. ``{"3": 3, "6": 0.5}`` to
+            move training signal from the leaf offsets onto the level-3 cell choice.
         grad_accum: micro-batches per optimiser step.
         lr, weight_decay, betas, grad_clip: AdamW settings.
         warmup_steps, max_steps: cosine schedule with linear warmup, in optimiser steps.
@@ -89,6 +111,7 @@ class TrainConfig:
     length_bucket: int = 0
     objective: str = "one_level"
     level_sampling: str = "tokens"
+    level_loss_scale: dict = field(default_factory=dict)
     node_deletion: float = 0.0
     node_deletion_rows: float = 0.5
     node_deletion_size: str = "true"
@@ -130,6 +153,9 @@ class TrainConfig:
             raise InputError("train config: node_deletion needs objective all_levels")
         if self.level_sampling not in ("tokens", "sqrt", "uniform"):
             raise InputError(f"train config: level_sampling must be tokens, sqrt or uniform, got '{self.level_sampling}'")
+        self.level_loss_scale = parse_level_loss_scale(self.level_loss_scale)
+        if self.level_loss_scale and self.objective != "all_levels":
+            raise InputError("train config: level_loss_scale needs objective all_levels")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError(f"train config: mixed_precision must be auto, no or bf16, got '{self.mixed_precision}'")
         for name in ("batch_size", "grad_accum", "max_steps", "save_every", "log_every"):

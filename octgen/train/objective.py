@@ -144,7 +144,8 @@ def random_node_deletion(seq: NodeSequence, max_fraction: float, generator: torc
 def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
                           generator: torch.Generator | None = None, node_deletion: float = 0.0,
                           node_deletion_rows: float = 0.5, node_deletion_size: str = "true",
-                          level_sampling: str = "tokens") -> NodeInputs:
+                          level_sampling: str = "tokens",
+                          level_loss_scale: dict[int, float] | None = None) -> NodeInputs:
     """Clean levels 0..D-1 plus a partly masked probe copy of every level 0..D per row.
 
     With ``node_deletion > 0``, a share ``node_deletion_rows`` of the rows get
@@ -169,6 +170,7 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
         node_deletion_rows: share of the rows that get deletions.
         node_deletion_size: ``"true"`` or ``"kept"`` (see above).
         level_sampling: each level's share of the loss (:func:`level_loss_weights`).
+        level_loss_scale: ``{level: factor}`` on top of it (:func:`level_loss_weights`).
     Returns:
         A padded batch with ``probe_BT`` set on the probe copies; ``masked_BT``
         (only ever on probes) marks the prediction targets; ``weight_BT`` their
@@ -211,7 +213,7 @@ def make_all_levels_batch(seqs: list[NodeSequence], n_payload: int,
         batch.probe_BT[b, :len(p)] = p
     if node_deletion_size == "kept" and node_deletion > 0:
         batch.leaves_B = torch.tensor(leaves, dtype=torch.long)
-    batch.weight_BT = level_loss_weights(batch, level_sampling)
+    batch.weight_BT = level_loss_weights(batch, level_sampling, level_loss_scale)
     return batch
 
 
@@ -238,7 +240,8 @@ def level_weights(level_sizes: list[int], mode: str = "tokens") -> torch.Tensor:
     raise ValueError(f"level sampling must be one of {LEVEL_SAMPLING}, got {mode!r}")
 
 
-def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor | None:
+def level_loss_weights(batch: NodeInputs, mode: str = "tokens",
+                       scale: dict[int, float] | None = None) -> torch.Tensor | None:
     """Per-token loss weights that give each level of an ``"all_levels"`` batch its
     share of the training signal, the loss-side twin of :func:`level_weights`.
 
@@ -247,16 +250,23 @@ def level_loss_weights(batch: NodeInputs, mode: str = "tokens") -> torch.Tensor 
     ``"tokens"``: every token alike (returns None: the plain mean);
     ``"sqrt"``: each token ``1 / sqrt(n_l)``, so a shape's few layout-deciding
     coarse tokens are not drowned by its ~600 leaf codes; ``"uniform"``: ``1 / n_l``.
-    Non-targets weigh 0. :func:`masked_token_loss` takes the weighted mean, so only
-    the ratios matter.
+    ``scale`` (``{level: factor}``) then multiplies the weight of a level's tokens
+    (``TrainConfig.level_loss_scale``). Non-targets weigh 0. :func:`masked_token_loss`
+    takes the weighted mean, so only the ratios matter.
     """
-    if mode == "tokens":
+    if mode == "tokens" and not scale:
         return None
     target = batch.masked_BT & batch.valid_BT
     levels = batch.level_BT.clamp(min=0)
-    counts = torch.bincount(levels[target], minlength=int(levels.max()) + 1)
-    share = level_weights(counts.tolist(), mode)
-    per_token = share / counts.clamp(min=1)  # an empty level has share 0 (level_weights)
+    n_levels = max(int(levels.max()) + 1, max(scale, default=-1) + 1 if scale else 0)
+    counts = torch.bincount(levels[target], minlength=n_levels)
+    if mode == "tokens":
+        per_token = torch.ones(n_levels)
+    else:
+        share = level_weights(counts.tolist(), mode)
+        per_token = share / counts.clamp(min=1)  # an empty level has share 0 (level_weights)
+    for level, factor in (scale or {}).items():
+        per_token[level] *= factor
     return per_token[levels] * target
 
 

@@ -299,7 +299,7 @@ def _log_step(accelerator, out: Path, record: dict, t0: float, max_steps: int, p
 def _make_batch(cfg: TrainConfig, seqs, n_payload: int, g: torch.Generator):
     if cfg.objective == "all_levels":
         return make_all_levels_batch(seqs, n_payload, g, cfg.node_deletion, cfg.node_deletion_rows,
-                                     cfg.node_deletion_size, cfg.level_sampling)
+                                     cfg.node_deletion_size, cfg.level_sampling, cfg.level_loss_scale)
     return make_training_batch(seqs, n_payload, g, cfg.level_sampling)
 
 
