@@ -9,7 +9,6 @@ from ..errors import InputError
 from ..sampling.scheduler import SamplerConfig
 
 
-
 def parse_level_loss_scale(value) -> dict[int, float]:
     """``{level: factor}`` with int levels >= 0 and finite factors > 0 (JSON keys are strings)."""
     if not isinstance(value, dict):

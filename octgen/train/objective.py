@@ -258,7 +258,7 @@ def level_loss_weights(batch: NodeInputs, mode: str = "tokens",
         return None
     target = batch.masked_BT & batch.valid_BT
     levels = batch.level_BT.clamp(min=0)
-    n_levels = max(int(levels.max()) + 1, max(scale, default=-1) + 1 if scale else 0)
+    n_levels = max([int(levels.max()) + 1, *(level + 1 for level in (scale or {}))])
     counts = torch.bincount(levels[target], minlength=n_levels)
     if mode == "tokens":
         per_token = torch.ones(n_levels)
