@@ -27,7 +27,7 @@ import torch
 from scipy import ndimage
 
 from octgen.bench.shapes import SKETCH_SEED_OFFSET, make_items, parse_categories, split_sources_references
-from octgen.condition.sketch import SKETCH_SIZE
+from octgen.condition.sketch import SKETCH_SIZE, square_crop
 from octgen.data.sketches import SketchView, _camera, render_sketch
 from octgen.metrics.shapes import mesh_occupancy_grid, sdf_occupancy_grid, volumetric_iou
 from octgen.pipeline.pipeline import OctGenPipeline
@@ -37,16 +37,9 @@ VIEWS = [SketchView(float(a), float(e)) for a in np.linspace(15, 75, 7) for e in
 
 def normalised(mask: np.ndarray, n: int = 64, margin: float = 0.08) -> np.ndarray:
     """A 2D mask cropped to its content and scaled into an n x n square (aspect kept)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(rows) == 0:
+    if not mask.any():
         return np.zeros((n, n), bool)
-    crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    side = max(crop.shape)
-    pad = int(round(side * margin / (1 - 2 * margin))) + 1
-    canvas = np.zeros((side + 2 * pad,) * 2, np.float32)
-    r0, c0 = pad + (side - crop.shape[0]) // 2, pad + (side - crop.shape[1]) // 2
-    canvas[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]] = crop
-    t = torch.from_numpy(canvas)[None, None]
+    t = torch.from_numpy(square_crop(mask, mask, margin))[None, None]
     return (torch.nn.functional.interpolate(t, size=(n, n), mode="area")[0, 0] > 0.5).numpy()
 
 

@@ -100,6 +100,21 @@ def _to_ink(image) -> np.ndarray:
     return ink
 
 
+def square_crop(values: np.ndarray, keep: np.ndarray, margin: float = 0.08) -> np.ndarray:
+    """``values`` cropped to the bounding box of ``keep`` (a non-empty bool mask),
+    centred on a float32 square with a blank border of ``margin`` of its side."""
+    rows = np.flatnonzero(keep.any(1))
+    cols = np.flatnonzero(keep.any(0))
+    crop = values[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    side = max(crop.shape)
+    pad = int(round(side * margin / (1 - 2 * margin))) + 1
+    canvas = np.zeros((side + 2 * pad,) * 2, dtype=np.float32)
+    r0 = pad + (side - crop.shape[0]) // 2
+    c0 = pad + (side - crop.shape[1]) // 2
+    canvas[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]] = crop
+    return canvas
+
+
 def preprocess_sketch(image, size: int = SKETCH_SIZE, margin: float = 0.08) -> torch.Tensor:
     """User or rendered sketch -> (1, size, size) float32 tensor, ink 1 on 0.
 
@@ -117,15 +132,7 @@ def preprocess_sketch(image, size: int = SKETCH_SIZE, margin: float = 0.08) -> t
     strokes = ink > INK_THRESHOLD
     if not strokes.any():
         raise InputError("the sketch is blank: draw the shape's outline in dark strokes on a light background")
-    rows = np.flatnonzero(strokes.any(1))
-    cols = np.flatnonzero(strokes.any(0))
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    side = max(crop.shape)
-    pad = int(round(side * margin / (1 - 2 * margin))) + 1
-    canvas = np.zeros((side + 2 * pad,) * 2, dtype=np.float32)
-    r0 = pad + (side - crop.shape[0]) // 2
-    c0 = pad + (side - crop.shape[1]) // 2
-    canvas[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]] = crop
+    canvas = square_crop(ink, strokes, margin)
     scale = canvas.shape[0] / size
     k = int(scale) | 1
     if k >= 3:
