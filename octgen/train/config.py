@@ -16,10 +16,10 @@ def parse_level_loss_scale(value) -> dict[int, float]:
     out = {}
     for k, v in value.items():
         try:
-            level = int(k)
+            level = -1 if isinstance(k, bool) else int(k)
         except (TypeError, ValueError):
-            raise InputError(f"train config: level_loss_scale keys are levels (0, 1, ...), got {k!r}") from None
-        if level < 0 or isinstance(k, bool):
+            level = -1
+        if level < 0:
             raise InputError(f"train config: level_loss_scale keys are levels (0, 1, ...), got {k!r}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
             raise InputError(f"train config: level_loss_scale[{k}] must be a number > 0, got {v!r}")

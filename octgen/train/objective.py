@@ -298,6 +298,31 @@ def make_training_batch(seqs: list[NodeSequence], n_payload: int,
     return batch
 
 
+def masked_token_nll(model: OctGenTransformer, h_BTC: torch.Tensor, batch: NodeInputs) -> tuple:
+    """Per-token negative log-likelihoods of the masked tokens of ``batch`` from the
+    transformer's hidden states ``h_BTC``.
+
+    Returns:
+        (s_idx, s_tok, p_idx, p_fields): ``s_idx`` (B, T) bool, the masked structure
+        tokens, and ``s_tok`` their 255-way cross-entropies (None when there are none);
+        ``p_idx`` the masked leaves and ``p_fields`` one cross-entropy tensor per payload
+        field (teacher-forced for the autoregressive head; None without leaves or heads).
+    """
+    target = batch.masked_BT & batch.valid_BT
+    leaf = batch.level_BT == model.depth
+    s_idx, p_idx = target & ~leaf, target & leaf
+    s_tok = p_fields = None
+    if s_idx.any():
+        logits = model.structure_logits(h_BTC[s_idx], model.structure_neighbours(batch, s_idx)).float()
+        s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
+    if p_idx.any() and model.payload_heads:
+        pay = batch.payload_BTP[p_idx]
+        nb = model.leaf_neighbours(batch, p_idx)
+        p_fields = [F.cross_entropy(lg.float(), pay[:, f], reduction="none")
+                    for f, lg in enumerate(model.payload_logits(h_BTC[p_idx], pay, nb))]
+    return s_idx, s_tok, p_idx, p_fields
+
+
 def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Condition | None = None) -> tuple:
     """Mean cross-entropy over the masked tokens of ``batch`` (weighted by
     ``batch.weight_BT`` where it is set: :func:`level_loss_weights`).
@@ -310,23 +335,15 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
         (loss, stats) with stats = {"structure_loss", "payload_loss", "n_masked"} floats.
     """
     h_BTC = model(batch, cond)
-    target = batch.masked_BT & batch.valid_BT
-    leaf = batch.level_BT == model.depth
-    s_idx, p_idx = target & ~leaf, target & leaf
+    s_idx, s_tok, p_idx, p_fields = masked_token_nll(model, h_BTC, batch)
     losses, picked = [], []  # per-token losses and the targets they belong to, in the same order
     s_loss = p_loss = torch.zeros((), device=h_BTC.device)
-    if s_idx.any():
-        logits = model.structure_logits(h_BTC[s_idx], model.structure_neighbours(batch, s_idx)).float()
-        s_tok = F.cross_entropy(logits, batch.token_BT[s_idx] - 1, reduction="none")
+    if s_tok is not None:
         losses.append(s_tok)
         picked.append(s_idx)
         s_loss = s_tok.mean()
-    if p_idx.any() and model.payload_heads:
-        h = h_BTC[p_idx]
-        pay = batch.payload_BTP[p_idx]
-        nb = model.leaf_neighbours(batch, p_idx)
-        p_tok = sum(F.cross_entropy(lg.float(), pay[:, f], reduction="none")
-                    for f, lg in enumerate(model.payload_logits(h, pay, nb)))
+    if p_fields is not None:
+        p_tok = sum(p_fields)
         losses.append(p_tok)
         picked.append(p_idx)
         p_loss = p_tok.mean()
@@ -335,7 +352,7 @@ def masked_token_loss(model: OctGenTransformer, batch: NodeInputs, cond: Conditi
     else:
         w = torch.cat([batch.weight_BT[i] for i in picked])
         loss = (w * torch.cat(losses)).sum() / w.sum()
-    return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(target.sum())}
+    return loss, {"structure_loss": float(s_loss.detach()), "payload_loss": float(p_loss.detach()), "n_masked": int(s_idx.sum() + p_idx.sum())}
 
 
 class ConditionedModel(torch.nn.Module):
