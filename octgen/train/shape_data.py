@@ -17,15 +17,15 @@ conditions.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..condition.shape import KIND_NONE, KIND_SKETCH, KIND_TEXT, PREFIX_TOKENS, pad_tokens
-from .shards import ShardDataset, read_index, write_shards
+from .shards import ShardDataset, read_index, write_index, write_shard
 
 
 def _root() -> Path:
@@ -38,9 +38,30 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+#: Shapes per resumable piece of the cache build: each piece is written atomically
+#: as soon as it is done, so a build interrupted (say, by the end of a session)
+#: redoes at most one piece when it is run again.
+CHUNK = 500
+
+
+def _chunks(num: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(num, a + size)) for a in range(0, num, size)]
+
+
+def _parts_dir(path: Path) -> Path:
+    return path.parent / (path.name + ".parts")
+
+
 def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: Path,
-                     prefix_tokens: int = PREFIX_TOKENS, log=_log) -> None:
-    """Render sketches and encode captions of the first ``num`` training shapes into ``path``."""
+                     prefix_tokens: int = PREFIX_TOKENS, chunk: int = CHUNK, log=_log) -> None:
+    """Render sketches and encode captions of the first ``num`` training shapes into ``path``.
+
+    Built in pieces of ``chunk`` shapes under ``<path>.parts/`` (each written
+    atomically, kept across runs), then joined into ``path`` and the pieces removed;
+    a rerun after an interruption only builds the missing pieces.
+    """
+    import shutil
+
     from ..condition.sketch import SKETCH_SIZE, preprocess_sketch
     from ..condition.text import FrozenTextEncoder
     from ..data.shapes import CATEGORIES, ShapeDataset
@@ -48,56 +69,90 @@ def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: P
     from ..export.atomic import atomic_path
 
     ds = ShapeDataset("train", size=num, seed=seed)
-    enc = FrozenTextEncoder(text_encoder)
-    cats, captions, sketches = [], [], []
+    parts_dir = _parts_dir(path)
+    enc = None
     t0 = time.time()
-    for i in range(len(ds)):
-        s = ds[i]
-        cats.append(CATEGORIES.index(s.category))
-        captions.append(list(s.captions))
-        g = torch.Generator().manual_seed(seed * 1_000_003 + s.index)
-        rows = [preprocess_sketch(render_sketch(s.sdf, g, size=SKETCH_SIZE)) for _ in range(views)]
-        sketches.append((torch.stack(rows)[:, 0] * 255).round().to(torch.uint8))
-        if (i + 1) % 250 == 0:
-            log(f"conditions: {i + 1}/{len(ds)} shapes ({time.time() - t0:.0f} s)")
-    n_cap = min(len(c) for c in captions)
-    flat = [c[:n_cap][k] for c in captions for k in range(n_cap)]
-    states, masks = [], []
-    for a in range(0, len(flat), 256):
-        st, m = enc(flat[a:a + 256])
-        st, m = pad_tokens(st, m, prefix_tokens)
-        states.append(st.half()), masks.append(m)
-    H = states[0].shape[-1]
-    blob = {"category": torch.tensor(cats), "captions": captions,
-            "text_states": torch.cat(states).view(len(ds), n_cap, prefix_tokens, H),
-            "text_mask": torch.cat(masks).view(len(ds), n_cap, prefix_tokens),
-            "sketches": torch.stack(sketches), "text_encoder": text_encoder, "seed": seed}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for k, (a, b) in enumerate(_chunks(len(ds), chunk)):
+        part = parts_dir / f"part_{k:05d}.pt"
+        parts.append(part)
+        if part.is_file():
+            got = torch.load(part, weights_only=True)
+            if (got["start"], got["stop"], got["views"]) == (a, b, views):
+                continue
+        cats, captions, sketches = [], [], []
+        for i in range(a, b):
+            s = ds[i]
+            cats.append(CATEGORIES.index(s.category))
+            captions.append(list(s.captions))
+            g = torch.Generator().manual_seed(seed * 1_000_003 + s.index)
+            rows = [preprocess_sketch(render_sketch(s.sdf, g, size=SKETCH_SIZE)) for _ in range(views)]
+            sketches.append((torch.stack(rows)[:, 0] * 255).round().to(torch.uint8))
+        n_cap = min(len(c) for c in captions)
+        flat = [c[:n_cap][j] for c in captions for j in range(n_cap)]
+        enc = enc or FrozenTextEncoder(text_encoder)
+        states, masks = [], []
+        for c in range(0, len(flat), 256):
+            st, m = enc(flat[c:c + 256])
+            st, m = pad_tokens(st, m, prefix_tokens)
+            # zero past each caption's end (as one prompt at generation time has), so the
+            # cache does not depend on which captions shared an encoder batch
+            states.append((st * m[..., None].to(st.dtype)).half()), masks.append(m)
+        H = states[0].shape[-1]
+        blob = {"start": a, "stop": b, "views": views, "category": torch.tensor(cats), "captions": captions,
+                "text_states": torch.cat(states).view(b - a, n_cap, prefix_tokens, H),
+                "text_mask": torch.cat(masks).view(b - a, n_cap, prefix_tokens), "sketches": torch.stack(sketches)}
+        with atomic_path(part) as tmp:
+            torch.save(blob, tmp)
+        log(f"conditions: {b}/{len(ds)} shapes ({time.time() - t0:.0f} s)")
+    blobs = [torch.load(part, weights_only=True) for part in parts]
+    n_cap = min(x["text_states"].shape[1] for x in blobs)
+    blob = {"category": torch.cat([x["category"] for x in blobs]),
+            "captions": [c for x in blobs for c in x["captions"]],
+            "text_states": torch.cat([x["text_states"][:, :n_cap] for x in blobs]),
+            "text_mask": torch.cat([x["text_mask"][:, :n_cap] for x in blobs]),
+            "sketches": torch.cat([x["sketches"] for x in blobs]), "text_encoder": text_encoder, "seed": seed}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
+    shutil.rmtree(parts_dir, ignore_errors=True)
     log(f"conditions: wrote {path} ({time.time() - t0:.0f} s)")
 
 
-def encode_training_shapes(tokenizer, num: int, seed: int, out_dir: Path, batch: int = 16, log=_log) -> dict:
-    """Tokenize the first ``num`` training shapes (batched encoder) into shards."""
+def encode_training_shapes(tokenizer, num: int, seed: int, out_dir: Path, batch: int = 16, chunk: int = CHUNK,
+                           log=_log) -> dict:
+    """Tokenize the first ``num`` training shapes (batched encoder) into shards of
+    ``chunk`` shapes each. Every shard is written atomically with a ``.json`` of its
+    facts beside it and kept across runs; ``shards.json`` is written last, so a
+    rerun after an interruption encodes only the missing shards."""
     from ..data.shapes import ShapeDataset
+    from ..export.atomic import atomic_path
     from ..tokenize.shape_sdf import sdf_to_band
 
     cfg = tokenizer.config
     ds = ShapeDataset("train", size=num, seed=seed)
+    out_dir = Path(out_dir)
     t0 = time.time()
-
-    def tokens_iter():
-        for a in range(0, len(ds), batch):
-            bands = [sdf_to_band(ds[i].sdf, cfg.fine_depth) for i in range(a, min(len(ds), a + batch))]
-            yield from tokenizer.bands_to_tokens(bands)
-            if (a // batch) % 16 == 15:
-                log(f"tokens: {a + len(bands)}/{len(ds)} shapes ({time.time() - t0:.0f} s)")
-
-    return write_shards(tokens_iter(), out_dir, extra_index={"source": "shapes-train", "num": num, "seed": seed,
-                                                             "tokenizer": cfg.name,
-                                                             "config_hash": tokenizer.config_hash(),
-                                                             "code_hash": tokenizer.code_hash()})
+    files, facts = [], []
+    for k, (a, b) in enumerate(_chunks(len(ds), chunk)):
+        files.append(f"shard_{k:05d}.npz")
+        shard, meta = out_dir / files[-1], out_dir / f"shard_{k:05d}.json"
+        if shard.is_file() and meta.is_file():
+            got = json.loads(meta.read_text())
+            if (got.get("start"), got.get("stop")) == (a, b):
+                facts.append(got)
+                continue
+        tokens = []
+        for c in range(a, b, batch):
+            bands = [sdf_to_band(ds[i].sdf, cfg.fine_depth) for i in range(c, min(b, c + batch))]
+            tokens += tokenizer.bands_to_tokens(bands)
+        facts.append({"start": a, "stop": b, **write_shard(shard, tokens)})
+        with atomic_path(meta) as tmp:
+            tmp.write_text(json.dumps(facts[-1]))
+        log(f"tokens: {b}/{len(ds)} shapes ({time.time() - t0:.0f} s)")
+    return write_index(out_dir, files, facts, extra_index={"source": "shapes-train", "num": num, "seed": seed,
+                                                           "tokenizer": cfg.name,
+                                                           "config_hash": tokenizer.config_hash(),
+                                                           "code_hash": tokenizer.code_hash()})
 
 
 class ShapeTrainingData:

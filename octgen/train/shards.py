@@ -45,6 +45,38 @@ def _write_shard(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
                                 offsets=np.concatenate([[0], np.cumsum(lengths)]))
 
 
+def write_shard(path: str | Path, tokens: list[OctreeTokens]) -> dict:
+    """Write one shard file (atomically) of token sequences of one depth and payload
+    width; returns its facts: ``num_sequences``, ``num_nodes``, ``depth``,
+    ``payload_width``, ``payload_kind``."""
+    if not tokens:
+        raise InputError(f"no token sequences to write into {path}")
+    first = tokens[0]
+    if any(t.depth != first.depth or t.payload.shape[1] != first.payload.shape[1] for t in tokens):
+        raise InputError("all token sequences of one shard folder need one depth and payload width")
+    rows = [_sequence_arrays(t) for t in tokens]
+    _write_shard(Path(path), rows)
+    return {"num_sequences": len(rows), "num_nodes": int(sum(len(r[0]) for r in rows)), "depth": first.depth,
+            "payload_width": int(first.payload.shape[1]), "payload_kind": first.payload_kind}
+
+
+def write_index(out_dir: str | Path, files: list[str], facts: list[dict], extra_index: dict | None = None) -> dict:
+    """Finish a shard folder: ``shards.json`` naming ``files`` (in order), whose
+    :func:`write_shard` facts are ``facts``; written last and atomically, so a folder
+    without it is unfinished."""
+    if not files:
+        raise InputError(f"no token sequences to write into {out_dir}")
+    first = facts[0]
+    if any(f[k] != first[k] for f in facts for k in ("depth", "payload_width", "payload_kind")):
+        raise InputError("all token sequences of one shard folder need one depth and payload width")
+    index = {"files": list(files), "num_sequences": sum(f["num_sequences"] for f in facts),
+             "num_nodes": sum(f["num_nodes"] for f in facts), "depth": first["depth"],
+             "payload_width": first["payload_width"], "payload_kind": first["payload_kind"], **(extra_index or {})}
+    with atomic_path(Path(out_dir) / INDEX_NAME) as tmp:
+        tmp.write_text(json.dumps(index, indent=2))
+    return index
+
+
 def write_shards(tokens_iter: Iterable[OctreeTokens], out_dir: str | Path, shard_size: int = 20000,
                  extra_index: dict | None = None) -> dict:
     """Write token sequences into ``out_dir/shard_XXXXX.npz`` plus ``shards.json``.
@@ -59,30 +91,20 @@ def write_shards(tokens_iter: Iterable[OctreeTokens], out_dir: str | Path, shard
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, files, n_seq, n_nodes, first = [], [], 0, 0, None
-    for tokens in tokens_iter:
-        if first is None:
-            first = tokens
-        elif tokens.depth != first.depth or tokens.payload.shape[1] != first.payload.shape[1]:
-            raise InputError("all token sequences of one shard folder need one depth and payload width")
-        rows.append(_sequence_arrays(tokens))
-        n_seq += 1
-        n_nodes += len(rows[-1][0])
-        if len(rows) == shard_size:
-            files.append(f"shard_{len(files):05d}.npz")
-            _write_shard(out_dir / files[-1], rows)
-            rows = []
-    if rows:
+    batch, files, facts = [], [], []
+
+    def flush():
         files.append(f"shard_{len(files):05d}.npz")
-        _write_shard(out_dir / files[-1], rows)
-    if first is None:
-        raise InputError(f"no token sequences to write into {out_dir}")
-    index = {"files": files, "num_sequences": n_seq, "num_nodes": n_nodes, "depth": first.depth,
-             "payload_width": int(first.payload.shape[1]), "payload_kind": first.payload_kind,
-             **(extra_index or {})}
-    with atomic_path(out_dir / INDEX_NAME) as tmp:
-        tmp.write_text(json.dumps(index, indent=2))
-    return index
+        facts.append(write_shard(out_dir / files[-1], batch))
+
+    for tokens in tokens_iter:
+        batch.append(tokens)
+        if len(batch) == shard_size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    return write_index(out_dir, files, facts, extra_index)
 
 
 def read_index(shard_dir: str | Path) -> dict | None:
