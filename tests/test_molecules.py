@@ -429,3 +429,50 @@ def test_round_trip_random_qm9_molecules(index, seed):
     assert back.elements == [mol.elements[i] for i in order]
     assert np.abs(back.positions - TOK.molecule_to_box(mol, rot)[0][order]).max() <= HALF_BIN + 1e-9
     assert evaluate_molecule(TOK.decode(tokens, restore_frame=True))["n_atoms"] == len(mol)
+
+
+def test_principal_frame_is_proper_and_the_same_for_any_orientation():
+    from octgen.tokenize.molecule import principal_frame
+
+    rng = np.random.default_rng(0)
+    pos = rng.normal(size=(12, 3)) * np.array([3.0, 1.5, 0.5])
+    R = principal_frame(pos)
+    assert np.allclose(R @ R.T, np.eye(3)) and np.isclose(np.linalg.det(R), 1.0)
+    x = (pos - pos.mean(0)) @ R.T
+    var = x.var(axis=0)
+    assert var[0] >= var[1] >= var[2]
+    assert np.allclose(np.cov(x.T) - np.diag(np.diag(np.cov(x.T))), 0, atol=1e-9)
+    for seed in range(5):
+        Q = random_rotation(torch.Generator().manual_seed(seed))
+        turned = pos @ Q.T + 1.0
+        y = (turned - turned.mean(0)) @ principal_frame(turned).T
+        assert np.allclose(x, y, atol=1e-9)
+
+
+def test_principal_frame_tokens_decode_to_the_same_molecule():
+    mol = Molecule(["C", "O", "H", "H", "H", "H"],
+                   np.array([[0.0, 0.0, 0.0], [1.43, 0.0, 0.0], [-0.36, 1.03, 0.0], [-0.36, -0.51, 0.89],
+                             [-0.36, -0.51, -0.89], [1.75, 0.0, 0.9]]), name="methanol")
+    tokens, order = TOK.encode_with_order(mol, rotation="principal")
+    # restoring the frame undoes the centring and the principal rotation
+    err = np.linalg.norm(TOK.decode(tokens, restore_frame=True).positions - mol.positions[order.numpy()], axis=1)
+    assert err.max() <= HALF_BIN * np.sqrt(3) + 1e-9
+    spread = TOK.decode(tokens).positions.var(axis=0)
+    assert spread[0] >= spread[1] >= spread[2]
+    with pytest.raises(InputError, match="'principal'"):
+        TOK.encode(mol, rotation="sideways")
+
+
+def test_qm9_frame_setting_names_its_shards_and_rejects_unknown_frames(tmp_path, monkeypatch):
+    from octgen.modality.base import get_modality
+    from octgen.train.config import TrainConfig
+    from octgen.train.data import qm9_train_tokens
+
+    monkeypatch.setenv("OCTGEN_CACHE", str(tmp_path))
+    mod = get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "principal"}, seed=5))
+    assert mod.shard_dir().name == "qm9-train-r0-principal-s5"
+    assert get_modality("qm9")(TrainConfig(modality="qm9", seed=5)).shard_dir().name == "qm9-train-r0-s5"
+    with pytest.raises(InputError, match="frame"):
+        next(qm9_train_tokens(TOK, 0, 0, frame="upright"))
+    with pytest.raises(InputError, match="exclude"):
+        next(qm9_train_tokens(TOK, 2, 0, frame="principal"))

@@ -17,8 +17,13 @@ from .base import Modality, register_modality
 class QM9Modality(Modality):
     """QM9 molecules (:class:`~octgen.tokenize.molecule.MoleculeTokenizer`, default
     settings). Reads the config's ``rotations`` (random-rotation copies per
-    molecule), ``max_train_sequences`` and ``shard_dir``; shards default to
-    ``$OCTGEN_CACHE/shards/qm9-train-r<rotations>-s<seed>[-n<limit>]``."""
+    molecule), ``max_train_sequences`` and ``shard_dir``, and ``data.frame``: the
+    orientation of the training molecules, ``"native"`` (QM9's) or ``"principal"``
+    (each molecule's principal axes on x, y, z; generated molecules come out in that
+    frame). Shards default to
+    ``$OCTGEN_CACHE/shards/qm9-train-r<rotations>[-principal]-s<seed>[-n<limit>]``."""
+
+    defaults = {"frame": "native"}
 
     def tokenizer(self) -> MoleculeTokenizer:
         return MoleculeTokenizer()
@@ -28,14 +33,17 @@ class QM9Modality(Modality):
         if cfg.shard_dir:
             return Path(cfg.shard_dir)
         limit = f"-n{cfg.max_train_sequences}" if cfg.max_train_sequences else ""
-        return cache_dir() / "shards" / f"{self.name}-train-r{cfg.rotations}-s{cfg.seed}{limit}"
+        frame = "" if self.settings["frame"] == "native" else f"-{self.settings['frame']}"
+        return cache_dir() / "shards" / f"{self.name}-train-r{cfg.rotations}{frame}-s{cfg.seed}{limit}"
 
     def prepare_data(self, tokenizer) -> ShardDataset:
         cfg, shard_dir = self.cfg, self.shard_dir()
         if read_index(shard_dir) is None:
             print(f"preprocessing QM9 train tokens into {shard_dir} (once) ...", file=sys.stderr)
-            write_shards(qm9_train_tokens(tokenizer, cfg.rotations, cfg.seed, cfg.max_train_sequences),
+            write_shards(qm9_train_tokens(tokenizer, cfg.rotations, cfg.seed, cfg.max_train_sequences,
+                                          frame=self.settings["frame"]),
                          shard_dir, extra_index={"source": "qm9-train", "rotations": cfg.rotations,
+                                                 "frame": self.settings["frame"],
                                                  "seed": cfg.seed, "limit": cfg.max_train_sequences})
         return ShardDataset(shard_dir)
 

@@ -108,6 +108,26 @@ def random_rotation(generator: torch.Generator | None = None) -> np.ndarray:
     return q.numpy()
 
 
+def principal_frame(positions: np.ndarray) -> np.ndarray:
+    """The proper rotation (3, 3) that puts a point set's principal axes on x, y, z.
+
+    Rows are the axes of the centred points' covariance by decreasing spread (x the
+    longest), each first two signed so that the points' third moment along it is
+    >= 0, the third their cross product (det +1: a mirror image stays a mirror
+    image). The same molecule in any orientation lands in one frame, up to ties of
+    symmetric molecules.
+    """
+    q = np.asarray(positions, dtype=np.float64)
+    q = q - q.mean(axis=0)
+    _, vecs = np.linalg.eigh(q.T @ q)
+    axes = vecs[:, ::-1].T.copy()  # rows, decreasing eigenvalue
+    for k in range(2):
+        if np.sum((q @ axes[k]) ** 3) < 0:
+            axes[k] = -axes[k]
+    axes[2] = np.cross(axes[0], axes[1])
+    return axes
+
+
 class MoleculeTokenizer(OctreeTokenizer):
     """Atoms <-> octree tokens with ``payload_kind="atoms"``: a tokenizer with a
     config and no learned weights (``save_pretrained`` writes ``config.json`` only).
@@ -153,7 +173,8 @@ class MoleculeTokenizer(OctreeTokenizer):
         Args:
             molecule: a :class:`~octgen.data.molecules.Molecule`.
             rotation: None (keep orientation), ``"random"`` (uniform, drawn from
-                ``generator``) or a (3, 3) rotation matrix.
+                ``generator``), ``"principal"`` (:func:`principal_frame`) or a (3, 3)
+                rotation matrix.
             generator: torch generator for ``"random"``.
         Returns:
             ``(x_box, centre, R)``: (N, 3) float64 box-frame positions, (3,) centre,
@@ -164,9 +185,9 @@ class MoleculeTokenizer(OctreeTokenizer):
         if rotation is None:
             rot = np.eye(3)
         elif isinstance(rotation, str):
-            if rotation != "random":
-                raise InputError(f"rotation must be None, 'random' or a 3x3 matrix, got '{rotation}'")
-            rot = random_rotation(generator)
+            if rotation not in ("random", "principal"):
+                raise InputError(f"rotation must be None, 'random', 'principal' or a 3x3 matrix, got '{rotation}'")
+            rot = random_rotation(generator) if rotation == "random" else principal_frame(pos)
         else:
             rot = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
             if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:

@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from ..errors import InputError
 from ..octree import build_octree
 from ..tokenize.tokens import OctreeTokens
 
@@ -24,9 +25,15 @@ def synthetic_tokens(num: int, points: int, depth: int, payload_vocab_sizes, see
     return out
 
 
-def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progress: bool = True):
-    """Yield the tokens of the QM9 training split: the original orientation when
-    ``rotations == 0``, else ``rotations`` uniformly rotated copies per molecule."""
+def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progress: bool = True,
+                     frame: str = "native"):
+    """Yield the tokens of the QM9 training split: ``rotations`` uniformly rotated
+    copies per molecule, or when ``rotations == 0`` one copy in ``frame``: QM9's own
+    orientation (``"native"``) or the molecule's principal axes (``"principal"``)."""
+    if frame not in ("native", "principal"):
+        raise InputError(f"qm9 frame must be 'native' or 'principal', got '{frame}'")
+    if rotations and frame != "native":
+        raise InputError("qm9: random rotations and a principal frame exclude each other")
     from ..data.qm9 import load_qm9
 
     qm9 = load_qm9()
@@ -38,6 +45,7 @@ def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progr
     for c in range(copies):
         for j, i in enumerate(idx):
             mol = qm9.molecule(int(i))
-            yield tokenizer.encode(mol, rotation="random" if rotations else None, generator=g)
+            rotation = "random" if rotations else ("principal" if frame == "principal" else None)
+            yield tokenizer.encode(mol, rotation=rotation, generator=g)
             if progress and (j + 1) % 20000 == 0:
                 print(f"tokenized copy {c + 1}/{copies}: {j + 1}/{len(idx)} molecules", file=sys.stderr)
