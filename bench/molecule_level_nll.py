@@ -2,13 +2,16 @@
 ``"all_levels"`` training batches (seed 0), the mean NLL of each level's masked tokens,
 its share of the (unweighted) loss, and the leaf payload's NLL per field.
 
-    OMP_NUM_THREADS=2 python bench/molecule_level_nll.py checkpoints/qm9-xs
+    OMP_NUM_THREADS=2 python bench/molecule_level_nll.py checkpoints/qm9-xs [--frame principal]
+
+(``--frame principal`` for a model trained with ``"data": {"frame": "principal"}``: the
+molecules are tokenized in their principal-axes frame, as its training data was.)
 
 (The table in checkpoints/qm9-xs/README.md's "level-3 loss weight" section came from this.)
 """
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 
@@ -20,10 +23,15 @@ from octgen.train.objective import leaf_counts, make_all_levels_batch, masked_to
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description="per-level masked-token NLL of a molecule checkpoint")
+    ap.add_argument("checkpoint")
+    ap.add_argument("--frame", choices=["native", "principal"], default="native")
+    args = ap.parse_args()
     torch.set_num_threads(2)
-    pipe = OctGenPipeline.from_pretrained(sys.argv[1])
+    pipe = OctGenPipeline.from_pretrained(args.checkpoint)
+    rotation = "principal" if args.frame == "principal" else None
     model = pipe.transformer.eval().float()
-    seqs = [tokens_to_nodes(pipe.tokenizer.encode(m)) for m in validation_molecules()[:1024]]
+    seqs = [tokens_to_nodes(pipe.tokenizer.encode(m, rotation=rotation)) for m in validation_molecules()[:1024]]
     g = torch.Generator().manual_seed(0)
     D = model.depth
     total, count, fields = torch.zeros(D + 1), torch.zeros(D + 1), None
@@ -43,6 +51,7 @@ def main() -> None:
     for d in range(D + 1):
         print(f"level {d}: masked tokens {int(count[d])}, mean NLL {float(total[d] / count[d]):.3f}, "
               f"share of loss {float(total[d] / total.sum()):.3f}")
+    print(f"mean NLL per masked token: {float(total.sum() / count.sum()):.4f}")
     print("leaf fields NLL (element, x, y, z):", [round(float(f / count[D]), 3) for f in fields])
 
 
