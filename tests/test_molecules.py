@@ -472,6 +472,8 @@ def test_qm9_frame_setting_names_its_shards_and_rejects_unknown_frames(tmp_path,
     mod = get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "principal"}, seed=5))
     assert mod.shard_dir().name == "qm9-train-r0-principal-s5"
     assert get_modality("qm9")(TrainConfig(modality="qm9", seed=5)).shard_dir().name == "qm9-train-r0-s5"
+    with pytest.raises(InputError, match="qm9 frame must be"):
+        get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "upright"}))
     with pytest.raises(InputError, match="frame"):
         next(qm9_train_tokens(TOK, 0, 0, frame="upright"))
     with pytest.raises(InputError, match="exclude"):

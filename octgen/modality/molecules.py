@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ..data.cache import cache_dir
+from ..errors import InputError
 from ..data.molecules import write_sdf
 from ..metrics.molecules import evaluate_molecules
 from ..tokenize.molecule import MoleculeTokenizer
@@ -24,6 +25,12 @@ class QM9Modality(Modality):
     ``$OCTGEN_CACHE/shards/qm9-train-r<rotations>[-principal]-s<seed>[-n<limit>]``."""
 
     defaults = {"frame": "native"}
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if self.settings["frame"] not in ("native", "principal"):
+            raise InputError(f"train config: qm9 frame must be 'native' or 'principal', "
+                             f"got '{self.settings['frame']}'")
 
     def tokenizer(self) -> MoleculeTokenizer:
         return MoleculeTokenizer()
