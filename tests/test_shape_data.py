@@ -34,7 +34,8 @@ def test_conditions_resume_after_an_interruption_and_match_a_one_piece_build(tmp
     with pytest.raises(Stop):
         build_conditions(7, 1, 0, DEFAULT_TEXT_ENCODER, pieces, chunk=3, log=log)
     parts = tmp_path / "pieces.pt.parts"
-    assert not pieces.exists() and sorted(p.name for p in parts.iterdir()) == ["part_00000.pt", "part_00001.pt"]
+    assert not pieces.exists() and sorted(p.name for p in parts.iterdir()) == ["part_000000-000003-v1.pt",
+                                                                              "part_000003-000006-v1.pt"]
 
     log, calls = _stop_after(0)
     build_conditions(7, 1, 0, DEFAULT_TEXT_ENCODER, pieces, chunk=3, log=log)

@@ -48,17 +48,14 @@ def _chunks(num: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(num, a + size)) for a in range(0, num, size)]
 
 
-def _parts_dir(path: Path) -> Path:
-    return path.parent / (path.name + ".parts")
-
-
 def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: Path,
                      prefix_tokens: int = PREFIX_TOKENS, chunk: int = CHUNK, log=_log) -> None:
     """Render sketches and encode captions of the first ``num`` training shapes into ``path``.
 
     Built in pieces of ``chunk`` shapes under ``<path>.parts/`` (each written
-    atomically, kept across runs), then joined into ``path`` and the pieces removed;
-    a rerun after an interruption only builds the missing pieces.
+    atomically and named by its shapes and views, kept across runs), then joined into
+    ``path`` and the pieces removed; a rerun after an interruption only builds the
+    missing pieces.
     """
     import shutil
 
@@ -69,17 +66,15 @@ def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: P
     from ..export.atomic import atomic_path
 
     ds = ShapeDataset("train", size=num, seed=seed)
-    parts_dir = _parts_dir(path)
+    parts_dir = path.parent / (path.name + ".parts")
     enc = None
     t0 = time.time()
     parts = []
-    for k, (a, b) in enumerate(_chunks(len(ds), chunk)):
-        part = parts_dir / f"part_{k:05d}.pt"
+    for a, b in _chunks(len(ds), chunk):
+        part = parts_dir / f"part_{a:06d}-{b:06d}-v{views}.pt"
         parts.append(part)
         if part.is_file():
-            got = torch.load(part, weights_only=True)
-            if (got["start"], got["stop"], got["views"]) == (a, b, views):
-                continue
+            continue
         cats, captions, sketches = [], [], []
         for i in range(a, b):
             s = ds[i]
@@ -99,7 +94,7 @@ def build_conditions(num: int, views: int, seed: int, text_encoder: str, path: P
             # cache does not depend on which captions shared an encoder batch
             states.append((st * m[..., None].to(st.dtype)).half()), masks.append(m)
         H = states[0].shape[-1]
-        blob = {"start": a, "stop": b, "views": views, "category": torch.tensor(cats), "captions": captions,
+        blob = {"category": torch.tensor(cats), "captions": captions,
                 "text_states": torch.cat(states).view(b - a, n_cap, prefix_tokens, H),
                 "text_mask": torch.cat(masks).view(b - a, n_cap, prefix_tokens), "sketches": torch.stack(sketches)}
         with atomic_path(part) as tmp:

@@ -34,17 +34,6 @@ def _sequence_arrays(tokens: OctreeTokens) -> tuple[np.ndarray, ...]:
             seq.payload_TP.numpy().astype(np.int16), xyz)
 
 
-def _write_shard(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
-    lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            # Compressed: the QM9 shards take 21 MB instead of 127 MB (small enough to
-            # travel to a lent GPU with bench/device_qm9.py); reading them back costs ~0.1 s each.
-            np.savez_compressed(f, level=np.concatenate([r[0] for r in rows]), token=np.concatenate([r[1] for r in rows]),
-                                payload=np.concatenate([r[2] for r in rows]), xyz=np.concatenate([r[3] for r in rows]),
-                                offsets=np.concatenate([[0], np.cumsum(lengths)]))
-
-
 def write_shard(path: str | Path, tokens: list[OctreeTokens]) -> dict:
     """Write one shard file (atomically) of token sequences of one depth and payload
     width; returns its facts: ``num_sequences``, ``num_nodes``, ``depth``,
@@ -55,8 +44,15 @@ def write_shard(path: str | Path, tokens: list[OctreeTokens]) -> dict:
     if any(t.depth != first.depth or t.payload.shape[1] != first.payload.shape[1] for t in tokens):
         raise InputError("all token sequences of one shard folder need one depth and payload width")
     rows = [_sequence_arrays(t) for t in tokens]
-    _write_shard(Path(path), rows)
-    return {"num_sequences": len(rows), "num_nodes": int(sum(len(r[0]) for r in rows)), "depth": first.depth,
+    lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            # Compressed: the QM9 shards take 21 MB instead of 127 MB (small enough to
+            # travel to a lent GPU with bench/device_qm9.py); reading them back costs ~0.1 s each.
+            np.savez_compressed(f, level=np.concatenate([r[0] for r in rows]), token=np.concatenate([r[1] for r in rows]),
+                                payload=np.concatenate([r[2] for r in rows]), xyz=np.concatenate([r[3] for r in rows]),
+                                offsets=np.concatenate([[0], np.cumsum(lengths)]))
+    return {"num_sequences": len(rows), "num_nodes": int(lengths.sum()), "depth": first.depth,
             "payload_width": int(first.payload.shape[1]), "payload_kind": first.payload_kind}
 
 
