@@ -2,10 +2,10 @@
 ``"all_levels"`` training batches (seed 0), the mean NLL of each level's masked tokens,
 its share of the (unweighted) loss, and the leaf payload's NLL per field.
 
-    OMP_NUM_THREADS=2 python bench/molecule_level_nll.py checkpoints/qm9-xs [--frame principal]
+    OMP_NUM_THREADS=2 python bench/molecule_level_nll.py checkpoints/qm9-xs [--frame principal|principal-offset]
 
-(``--frame principal`` for a model trained with ``"data": {"frame": "principal"}``: the
-molecules are tokenized in their principal-axes frame, as its training data was.)
+(``--frame principal`` or ``principal-offset`` for a model trained with that ``"data":
+{"frame": ...}``: the molecules are tokenized in that frame, as its training data was.)
 
 (The table in checkpoints/qm9-xs/README.md's "level-3 loss weight" section came from this.)
 """
@@ -19,17 +19,18 @@ from octgen.bench.curve import validation_molecules
 from octgen.model.sequence import tokens_to_nodes
 from octgen.model.transformer import Condition
 from octgen.pipeline.pipeline import OctGenPipeline
+from octgen.tokenize.molecule import FRAMES
 from octgen.train.objective import leaf_counts, make_all_levels_batch, masked_token_nll
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="per-level masked-token NLL of a molecule checkpoint")
     ap.add_argument("checkpoint")
-    ap.add_argument("--frame", choices=["native", "principal"], default="native")
+    ap.add_argument("--frame", choices=list(FRAMES), default="native")
     args = ap.parse_args()
     torch.set_num_threads(2)
     pipe = OctGenPipeline.from_pretrained(args.checkpoint)
-    rotation = "principal" if args.frame == "principal" else None
+    rotation = None if args.frame == "native" else args.frame
     model = pipe.transformer.eval().float()
     seqs = [tokens_to_nodes(pipe.tokenizer.encode(m, rotation=rotation)) for m in validation_molecules()[:1024]]
     g = torch.Generator().manual_seed(0)

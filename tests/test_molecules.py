@@ -463,6 +463,31 @@ def test_principal_frame_tokens_decode_to_the_same_molecule():
         TOK.encode(mol, rotation="sideways")
 
 
+def test_principal_offset_frame_moves_the_plane_off_every_split_plane_and_restores():
+    # a planar molecule (formaldehyde + a methyl-free ring fragment, all at z = 0)
+    mol = Molecule(["C", "O", "H", "H", "C", "N"],
+                   np.array([[0.0, 0.0, 0.0], [1.21, 0.0, 0.0], [-0.55, 0.94, 0.0], [-0.55, -0.94, 0.0],
+                             [0.7, 2.1, 0.0], [1.9, 1.6, 0.0]]), name="flat")
+    shift = TOK.frame_shift()
+    assert np.allclose(shift, [0, 0, 2 * TOK.settings.half_box / 24])
+    flat, _, _ = TOK.molecule_to_box(mol, "principal")
+    moved, _, rot = TOK.molecule_to_box(mol, "principal-offset")
+    assert np.allclose(moved - flat, shift) and np.allclose(flat[:, 2], 0, atol=1e-9)
+    # the moved plane sits at least a third of a cell from the split planes of the levels with
+    # cells of an eighth of the box or less, a 24th of the box from coarser ones (z = 0, where
+    # the principal frame puts it, is a split plane of every level)
+    box = 2 * TOK.settings.half_box
+    z = moved[0, 2] + TOK.settings.half_box
+    for depth in range(1, TOK.settings.depth + 1):
+        cell = box / 2 ** depth
+        gap = min(z % cell, cell - z % cell)
+        assert gap >= (cell / 3 if depth >= 3 else box / 24) - 1e-9
+    tokens, order = TOK.encode_with_order(mol, rotation="principal-offset")
+    err = np.linalg.norm(TOK.decode(tokens, restore_frame=True).positions - mol.positions[order.numpy()], axis=1)
+    assert err.max() <= HALF_BIN * np.sqrt(3) + 1e-9
+    assert np.allclose(TOK.decode(tokens).positions.mean(0), shift, atol=HALF_BIN * 2)
+
+
 def test_qm9_frame_setting_names_its_shards_and_rejects_unknown_frames(tmp_path, monkeypatch):
     from octgen.modality.base import get_modality
     from octgen.train.config import TrainConfig
@@ -472,6 +497,8 @@ def test_qm9_frame_setting_names_its_shards_and_rejects_unknown_frames(tmp_path,
     mod = get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "principal"}, seed=5))
     assert mod.shard_dir().name == "qm9-train-r0-principal-s5"
     assert get_modality("qm9")(TrainConfig(modality="qm9", seed=5)).shard_dir().name == "qm9-train-r0-s5"
+    offset = get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "principal-offset"}, seed=5))
+    assert offset.shard_dir().name == "qm9-train-r0-principal-offset-s5"
     with pytest.raises(InputError, match="qm9 frame must be"):
         get_modality("qm9")(TrainConfig(modality="qm9", data={"frame": "upright"}))
     with pytest.raises(InputError, match="frame"):

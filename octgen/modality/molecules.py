@@ -8,7 +8,7 @@ from ..data.cache import cache_dir
 from ..errors import InputError
 from ..data.molecules import write_sdf
 from ..metrics.molecules import evaluate_molecules
-from ..tokenize.molecule import MoleculeTokenizer
+from ..tokenize.molecule import FRAMES, MoleculeTokenizer
 from ..train.data import qm9_train_tokens
 from ..train.shards import ShardDataset, read_index, write_shards
 from .base import Modality, register_modality
@@ -19,17 +19,19 @@ class QM9Modality(Modality):
     """QM9 molecules (:class:`~octgen.tokenize.molecule.MoleculeTokenizer`, default
     settings). Reads the config's ``rotations`` (random-rotation copies per
     molecule), ``max_train_sequences`` and ``shard_dir``, and ``data.frame``: the
-    orientation of the training molecules, ``"native"`` (QM9's) or ``"principal"``
+    orientation of the training molecules, ``"native"`` (QM9's), ``"principal"``
     (each molecule's principal axes on x, y, z; generated molecules come out in that
-    frame). Shards default to
-    ``$OCTGEN_CACHE/shards/qm9-train-r<rotations>[-principal]-s<seed>[-n<limit>]``."""
+    frame) or ``"principal-offset"`` (those axes, the molecule moved off the octree's
+    split planes: :meth:`~octgen.tokenize.molecule.MoleculeTokenizer.frame_shift`).
+    Shards default to
+    ``$OCTGEN_CACHE/shards/qm9-train-r<rotations>[-<frame>]-s<seed>[-n<limit>]``."""
 
     defaults = {"frame": "native"}
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        if self.settings["frame"] not in ("native", "principal"):
-            raise InputError(f"train config: qm9 frame must be 'native' or 'principal', "
+        if self.settings["frame"] not in FRAMES:
+            raise InputError(f"train config: qm9 frame must be one of {', '.join(FRAMES)}, "
                              f"got '{self.settings['frame']}'")
 
     def tokenizer(self) -> MoleculeTokenizer:

@@ -108,6 +108,12 @@ def random_rotation(generator: torch.Generator | None = None) -> np.ndarray:
     return q.numpy()
 
 
+#: The orientations a molecule can be tokenized in: its own (``"native"``), its
+#: principal axes (``"principal"``), or its principal axes moved off the octree's split
+#: planes (``"principal-offset"``, see :meth:`MoleculeTokenizer.frame_shift`).
+FRAMES = ("native", "principal", "principal-offset")
+
+
 def principal_frame(positions: np.ndarray) -> np.ndarray:
     """The proper rotation (3, 3) that puts a point set's principal axes on x, y, z.
 
@@ -173,26 +179,46 @@ class MoleculeTokenizer(OctreeTokenizer):
         Args:
             molecule: a :class:`~octgen.data.molecules.Molecule`.
             rotation: None (keep orientation), ``"random"`` (uniform, drawn from
-                ``generator``), ``"principal"`` (:func:`principal_frame`) or a (3, 3)
-                rotation matrix.
+                ``generator``), ``"principal"`` (:func:`principal_frame`),
+                ``"principal-offset"`` (the same, then moved by :meth:`frame_shift`) or
+                a (3, 3) rotation matrix.
             generator: torch generator for ``"random"``.
         Returns:
             ``(x_box, centre, R)``: (N, 3) float64 box-frame positions, (3,) centre,
-            (3, 3) rotation (identity when None) with ``x_box = (x - centre) @ R.T``.
+            (3, 3) rotation (identity when None) with ``x_box = (x - centre) @ R.T``
+            (for ``"principal-offset"`` the centre is the point that lands on
+            :meth:`frame_shift`, not on the origin).
         """
         pos = np.asarray(molecule.positions, dtype=np.float64)
         centre = pos.mean(axis=0) if len(pos) else np.zeros(3)
         if rotation is None:
             rot = np.eye(3)
         elif isinstance(rotation, str):
-            if rotation not in ("random", "principal"):
-                raise InputError(f"rotation must be None, 'random', 'principal' or a 3x3 matrix, got '{rotation}'")
+            if rotation not in ("random", "principal", "principal-offset"):
+                raise InputError("rotation must be None, 'random', 'principal', 'principal-offset' or a 3x3 "
+                                 f"matrix, got '{rotation}'")
             rot = random_rotation(generator) if rotation == "random" else principal_frame(pos)
+            if rotation == "principal-offset":
+                centre = centre - self.frame_shift() @ rot
         else:
             rot = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
             if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:
                 raise InputError("rotation must be a proper 3x3 rotation matrix")
         return (pos - centre) @ rot.T, centre, rot
+
+    def frame_shift(self) -> np.ndarray:
+        """(3,) the box-frame point a ``"principal-offset"`` molecule is centred on:
+        ``(0, 0, 2L / 24)`` (0.64 Angstrom by default).
+
+        In the principal frame most of a QM9 molecule lies near the plane z = 0 (a
+        quarter of its atoms within 0.1 Angstrom), which is a split plane of every
+        octree level, so which side of it each of those atoms falls on is noise the
+        model has to reproduce at every level. ``2L / 24`` lies at least a third of a
+        cell from the split planes of every level with cells of ``2L / 8`` or less
+        (0.64 / 0.32 / 0.16 / 0.08 Angstrom from those of the 1.92 / 0.96 / 0.48 /
+        0.24 Angstrom cells by default) and ``2L / 24`` from the coarser ones.
+        """
+        return np.array([0.0, 0.0, 2 * self.settings.half_box / 24])
 
     def box_to_grid(self, x_box: np.ndarray, name: str = "") -> np.ndarray:
         """(N, 3) box-frame Angstrom -> (N, 3) int64 indices on the fine grid of

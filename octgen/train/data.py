@@ -29,9 +29,12 @@ def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progr
                      frame: str = "native"):
     """Yield the tokens of the QM9 training split: ``rotations`` uniformly rotated
     copies per molecule, or when ``rotations == 0`` one copy in ``frame``: QM9's own
-    orientation (``"native"``) or the molecule's principal axes (``"principal"``)."""
-    if frame not in ("native", "principal"):
-        raise InputError(f"qm9 frame must be 'native' or 'principal', got '{frame}'")
+    orientation (``"native"``), the molecule's principal axes (``"principal"``) or
+    those moved off the octree's split planes (``"principal-offset"``)."""
+    from ..tokenize.molecule import FRAMES
+
+    if frame not in FRAMES:
+        raise InputError(f"qm9 frame must be one of {', '.join(FRAMES)}, got '{frame}'")
     if rotations and frame != "native":
         raise InputError("qm9: random rotations and a principal frame exclude each other")
     from ..data.qm9 import load_qm9
@@ -45,7 +48,7 @@ def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progr
     for c in range(copies):
         for j, i in enumerate(idx):
             mol = qm9.molecule(int(i))
-            rotation = "random" if rotations else ("principal" if frame == "principal" else None)
+            rotation = "random" if rotations else (None if frame == "native" else frame)
             yield tokenizer.encode(mol, rotation=rotation, generator=g)
             if progress and (j + 1) % 20000 == 0:
                 print(f"tokenized copy {c + 1}/{copies}: {j + 1}/{len(idx)} molecules", file=sys.stderr)
