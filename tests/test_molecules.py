@@ -464,14 +464,14 @@ def test_principal_frame_tokens_decode_to_the_same_molecule():
 
 
 def test_principal_offset_frame_moves_the_plane_off_every_split_plane_and_restores():
-    # a planar molecule (formaldehyde + a methyl-free ring fragment, all at z = 0)
+    # a planar six-atom molecule (every atom at z = 0)
     mol = Molecule(["C", "O", "H", "H", "C", "N"],
                    np.array([[0.0, 0.0, 0.0], [1.21, 0.0, 0.0], [-0.55, 0.94, 0.0], [-0.55, -0.94, 0.0],
                              [0.7, 2.1, 0.0], [1.9, 1.6, 0.0]]), name="flat")
     shift = TOK.frame_shift()
     assert np.allclose(shift, [0, 0, 2 * TOK.settings.half_box / 24])
     flat, _, _ = TOK.molecule_to_box(mol, "principal")
-    moved, _, rot = TOK.molecule_to_box(mol, "principal-offset")
+    moved, _, _ = TOK.molecule_to_box(mol, "principal-offset")
     assert np.allclose(moved - flat, shift) and np.allclose(flat[:, 2], 0, atol=1e-9)
     # the moved plane sits at least a third of a cell from the split planes of the levels with
     # cells of an eighth of the box or less, a 24th of the box from coarser ones (z = 0, where

@@ -217,6 +217,7 @@ class MoleculeTokenizer(OctreeTokenizer):
         cell from the split planes of every level with cells of ``2L / 8`` or less
         (0.64 / 0.32 / 0.16 / 0.08 Angstrom from those of the 1.92 / 0.96 / 0.48 /
         0.24 Angstrom cells by default) and ``2L / 24`` from the coarser ones.
+        (Measured on QM9 and not adopted: ``checkpoints/qm9-xs/README.md``.)
         """
         return np.array([0.0, 0.0, 2 * self.settings.half_box / 24])
 
