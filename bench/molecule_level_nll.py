@@ -1,6 +1,7 @@
 """Per-level masked-token NLL of a molecule checkpoint: 1,024 validation molecules in
 ``"all_levels"`` training batches (seed 0), the mean NLL of each level's masked tokens,
-its share of the (unweighted) loss, and the leaf payload's NLL per field.
+its share of the (unweighted) loss, and the leaf payload's NLL per field. (The split is in
+QM9's order, so its first 1,024 molecules are small: 15.4 atoms on average against 18.0.)
 
     OMP_NUM_THREADS=2 python bench/molecule_level_nll.py checkpoints/qm9-xs [--frame principal|principal-offset]
 

@@ -1,7 +1,8 @@
 """Where a molecule checkpoint loses its atoms: sample with QM9's true structure given
 down to level k (k = 0..D; the sampler's ``given_levels``) and score each, plus the
 tokenizer's ceiling (true tokens) and true cells + elements with every offset at its
-cell centre.
+cell centre. The molecules are the first ``--num`` of the validation split, in QM9's order, so
+small (the first 500: 14.4 atoms on average against the split's 18.0).
 
     OCTGEN_CACHE=... OMP_NUM_THREADS=2 python bench/molecule_stages.py checkpoints/qm9-xs --num 500
 
