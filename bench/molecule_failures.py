@@ -57,10 +57,10 @@ def failure_report(molecules) -> dict:
                 row[0] += 1
                 continue
             bad += 1
-            under = bool(allowed) and v < min(allowed)
+            under = bool(allowed) and short[i] > 0
             row[1 if under else 2] += 1
             if under:
-                deficit.setdefault(e, [0, 0, 0])[min(int(min(allowed) - v), 3) - 1] += 1
+                deficit.setdefault(e, [0, 0, 0])[min(int(short[i]), 3) - 1] += 1
             if under and e != "H" and short[i] == 1:
                 partners = [j for j in np.nonzero((orders[i] == 1) & (short == 1))[0] if np.isfinite(double_pm[i, j])]
                 gap = min((d_pm[i, j] - double_pm[i, j] for j in partners), default=None)
@@ -76,8 +76,8 @@ def failure_report(molecules) -> dict:
               "under_bonded_missing_1_2_3plus": {e: (np.array(d) / sum(d)).round(3).tolist() for e, d in sorted(deficit.items())},
               "heavy_one_short": one_short,
               "unstable_atoms_per_molecule_0_1_2_3_4plus": (unstable_per_mol / max(1, len(molecules))).round(4).tolist()}
-    report["share_of_unstable_atoms"] = {e: (r[1] + r[2]) / max(1, total - sum(x[0] for x in per_element.values()))
-                                         for e, r in sorted(per_element.items())}
+    unstable = total - sum(r[0] for r in per_element.values())
+    report["share_of_unstable_atoms"] = {e: (r[1] + r[2]) / max(1, unstable) for e, r in sorted(per_element.items())}
     if h_far:
         report["unstable_H_nearest_heavy_10_50_90"] = np.round(np.quantile(h_far, [0.1, 0.5, 0.9]), 3).tolist()
     return report

@@ -5,10 +5,9 @@ import sys
 from pathlib import Path
 
 from ..data.cache import cache_dir
-from ..errors import InputError
 from ..data.molecules import write_sdf
 from ..metrics.molecules import evaluate_molecules
-from ..tokenize.molecule import FRAMES, MoleculeTokenizer
+from ..tokenize.molecule import MoleculeTokenizer, check_frame
 from ..train.data import qm9_train_tokens
 from ..train.shards import ShardDataset, read_index, write_shards
 from .base import Modality, register_modality
@@ -30,9 +29,7 @@ class QM9Modality(Modality):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        if self.settings["frame"] not in FRAMES:
-            raise InputError(f"train config: qm9 frame must be one of {', '.join(FRAMES)}, "
-                             f"got '{self.settings['frame']}'")
+        check_frame(self.settings["frame"], "train config: qm9 frame")
 
     def tokenizer(self) -> MoleculeTokenizer:
         return MoleculeTokenizer()

@@ -114,6 +114,13 @@ def random_rotation(generator: torch.Generator | None = None) -> np.ndarray:
 FRAMES = ("native", "principal", "principal-offset")
 
 
+def check_frame(frame: str, what: str = "frame") -> None:
+    """Raise an :class:`~octgen.errors.InputError` naming ``what`` unless ``frame`` is
+    one of :data:`FRAMES`."""
+    if frame not in FRAMES:
+        raise InputError(f"{what} must be one of {', '.join(FRAMES)}, got '{frame}'")
+
+
 def principal_frame(positions: np.ndarray) -> np.ndarray:
     """The proper rotation (3, 3) that puts a point set's principal axes on x, y, z.
 

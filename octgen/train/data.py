@@ -31,10 +31,9 @@ def qm9_train_tokens(tokenizer, rotations: int, seed: int, limit: int = 0, progr
     copies per molecule, or when ``rotations == 0`` one copy in ``frame``: QM9's own
     orientation (``"native"``), the molecule's principal axes (``"principal"``) or
     those moved off the octree's split planes (``"principal-offset"``)."""
-    from ..tokenize.molecule import FRAMES
+    from ..tokenize.molecule import check_frame
 
-    if frame not in FRAMES:
-        raise InputError(f"qm9 frame must be one of {', '.join(FRAMES)}, got '{frame}'")
+    check_frame(frame, "qm9 frame")
     if rotations and frame != "native":
         raise InputError("qm9: random rotations and a principal frame exclude each other")
     from ..data.qm9 import load_qm9
