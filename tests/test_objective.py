@@ -178,6 +178,27 @@ def test_size_condition_changes_the_prefix_and_is_required():
                        model(batch, Condition(size_B=torch.tensor([15, 15]))))  # clipped to num_sizes - 1
 
 
+def test_count_condition_changes_the_prefix_and_is_required():
+    from octgen.model import OctGenConfig
+    from octgen.train.objective import kind_counts
+
+    model = tiny(num_sizes=16, num_counts=6, count_value=1)
+    s = seqs(2)
+    batch = pad_nodes(s, len(PAYLOAD))
+    counts = kind_counts(s, 1)
+    assert counts.tolist() == [int((x.payload_TP[x.level_T == x.depth, 0] == 1).sum()) for x in s]
+    sizes = leaf_counts(s)
+    with pytest.raises(ValueError, match="count"):
+        model(batch, Condition(size_B=sizes))
+    a = model(batch, Condition(size_B=sizes, count_B=counts))
+    assert not torch.allclose(a, model(batch, Condition(size_B=sizes, count_B=counts + 1)))
+    assert torch.equal(model(batch, Condition(size_B=sizes, count_B=torch.tensor([40, 40]))),
+                       model(batch, Condition(size_B=sizes, count_B=torch.tensor([5, 5]))))  # clipped
+    for bad in ({"num_counts": 4}, {"num_sizes": 8, "num_counts": 4, "count_value": 3}, {"num_counts": -1}):
+        with pytest.raises(ValueError, match="num_counts|count_value"):
+            OctGenConfig(depth=3, payload_vocab_sizes=PAYLOAD, **bad)
+
+
 @pytest.mark.parametrize("confidence", ["logp", "maxprob", "entropy", "random"])
 def test_cached_equals_recomputed_for_every_confidence_and_ar_head(confidence):
     model = tiny(payload_head="autoregressive", num_sizes=16)
@@ -284,8 +305,9 @@ def test_sampler_sweep_settings_parse_or_fail_in_one_line():
     assert parse_setting("confidence=random, temperature=0.9,steps=0") == \
         {"confidence": "random", "temperature": 0.9, "steps": None}
     assert parse_setting("level_steps=3:16;4:0,remask=true") == {"level_steps": {3: 16, 4: None}, "remask": True}
+    assert parse_setting("field_temperatures=1.0;-;-;0.2") == {"field_temperatures": (1.0, None, None, 0.2)}
     for bad in ("confidence=loud", "temprature=1", "steps=x", "top_p=2", "level_steps=3", "level_steps=3:-2",
-                "level_steps=x:4"):
+                "level_steps=x:4", "field_temperatures=1;x", "field_temperatures=-1"):
         with pytest.raises(InputError, match="--setting"):
             parse_setting(bad)
 

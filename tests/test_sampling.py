@@ -309,3 +309,29 @@ def test_leaf_temperature_applies_to_the_payload_only():
     assert not all(torch.equal(a.payload, b.payload) for a, b in zip(hot, mixed))
     with pytest.raises(ValueError, match="leaf_temperature"):
         SamplerConfig(leaf_temperature=-1.0)
+
+
+@pytest.mark.parametrize("head", ["factorised", "autoregressive"])
+def test_field_temperatures_set_each_payload_fields_temperature(head):
+    """One step at the leaves on a given structure: the first field at temperature 0
+    is what a greedy sampler draws there (for either head, nothing comes before it),
+    while the hot second field differs from greedy's; all fields at 0 through
+    ``field_temperatures`` is exactly the greedy payload."""
+    model = tiny(payload_head=head)
+    base = OctreeSampler(model, SamplerConfig(steps=2, temperature=1.0)).sample(4, torch.Generator().manual_seed(3))
+
+    def payload(**kw):
+        return OctreeSampler(model, SamplerConfig(steps=1, **kw)).sample(
+            4, torch.Generator().manual_seed(5), given=base, given_levels=model.depth)
+
+    greedy = payload(temperature=0.0)
+    cold_first = payload(temperature=5.0, field_temperatures=[0.0, None])
+    all_cold = payload(temperature=5.0, field_temperatures=(0.0, 0.0))
+    assert all(torch.equal(a.payload, b.payload) for a, b in zip(greedy, all_cold))
+    assert all(torch.equal(a.payload[:, 0], b.payload[:, 0]) for a, b in zip(greedy, cold_first))
+    assert not all(torch.equal(a.payload[:, 1], b.payload[:, 1]) for a, b in zip(greedy, cold_first))
+    with pytest.raises(ValueError, match="2 fields"):
+        payload(field_temperatures=[0.5])
+    for bad in ([-1.0, None], "0.5", [float("nan")], [True]):
+        with pytest.raises(ValueError, match="field_temperatures"):
+            SamplerConfig(field_temperatures=bad)

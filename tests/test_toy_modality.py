@@ -166,3 +166,31 @@ def test_pipeline_refuses_a_component_module_that_is_not_imported(tmp_path):
         with pytest.raises(InputError, match=match):
             load_pipeline(folder)
     shutil.rmtree(folder)
+
+
+def test_count_condition_exports_its_histogram_and_draws_counts_given_the_size(tmp_path):
+    """A count-conditioned run (leaves whose red channel is 0) exports the joint
+    histogram of (size, count) of its training trees; the pipeline draws each
+    sample's count from the row of its size (a size never seen borrows the nearest)."""
+    from octgen.train.objective import kind_counts, leaf_counts
+
+    config = tmp_path / "toy.json"
+    config.write_text(json.dumps({
+        "modality": "toy_colour", "output_dir": str(tmp_path / "run"), "model_size": "tiny", "batch_size": 4,
+        "max_steps": 2, "save_every": 2, "log_every": 1, "warmup_steps": 1, "num_threads": 1,
+        "data": {"num": 12}, "sampler": {"steps": 2},
+        "model": {"num_sizes": 12, "num_counts": 6, "count_value": 0}}))
+    assert main(["train", str(config)]) == 0
+    data = ShardDataset(tmp_path / "run" / "shards")
+    seqs = [data[i] for i in range(len(data))]
+    want = torch.zeros(12, 6, dtype=torch.long)
+    for n, c in zip(leaf_counts(seqs).tolist(), kind_counts(seqs, 0).tolist()):
+        want[min(n, 11), min(c, 5)] += 1
+    pipe = load_pipeline(tmp_path / "run" / "pipeline")
+    assert torch.equal(torch.tensor(pipe.info["count_histogram"]), want) and want[:, 1:].sum() > 0
+    seen = want.sum(1).nonzero()[:, 0]
+    sizes = seen.repeat(30)
+    counts = pipe.draw_counts(sizes, torch.Generator().manual_seed(0))
+    assert all(want[s, c] > 0 for s, c in zip(sizes.tolist(), counts.tolist()))
+    assert want[seen[0], pipe.draw_counts(torch.tensor([0]), None).item()] > 0  # size 0: the nearest seen row
+    assert len(pipe(2, generator=torch.Generator().manual_seed(1))) == 2

@@ -5,7 +5,8 @@ Each ``--setting`` is a comma-separated list of :class:`~octgen.sampling.Sampler
 overrides (``confidence=random,temperature=0.9``; ``steps=0`` means one token per
 step, ``leaf_steps=-1`` one atom per step at the leaf level, ``size_level=-1`` off,
 ``level_steps=3:16;4:0`` 16 steps at structure level 3 and one token per step at
-level 4); ``default`` is the checkpoint's own settings. Every setting samples the same
+level 4, ``field_temperatures=1.0;-;-;-`` the element at temperature 1 and the
+offsets at the leaf temperature); ``default`` is the checkpoint's own settings. Every setting samples the same
 number of molecules from the same seed and is scored without filtering.
 """
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _level_steps(text: str) -> dict:
     return out
 
 
+def _field_temperatures(text: str) -> tuple:
+    """``"1.0;-;-;-"`` -> ``(1.0, None, None, None)`` ('-': the field keeps the leaf temperature)."""
+    return tuple(None if t.strip() == "-" else float(t) for t in text.split(";"))
+
+
 def parse_setting(text: str) -> dict:
     """``"confidence=random,top_p=0.9"`` -> overrides with typed values (InputError if malformed)."""
     from ..errors import InputError
@@ -44,7 +50,8 @@ def parse_setting(text: str) -> dict:
         return {}
     types = {"steps": int, "temperature": float, "top_k": int, "top_p": float, "choice_temperature": float,
              "remask": lambda v: v.lower() in ("1", "true", "yes"), "confidence": str, "precision": str,
-             "leaf_steps": int, "size_level": int, "leaf_temperature": float, "level_steps": _level_steps}
+             "leaf_steps": int, "size_level": int, "leaf_temperature": float, "level_steps": _level_steps,
+             "field_temperatures": _field_temperatures}
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")

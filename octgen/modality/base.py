@@ -31,7 +31,7 @@ from ..model.transformer import Condition
 from ..pipeline.pipeline import save_pipeline
 from ..sampling.scheduler import SamplerConfig
 from ..train.config import TrainConfig
-from ..train.objective import leaf_counts, masked_token_loss
+from ..train.objective import kind_counts, leaf_counts, masked_token_loss
 
 _REGISTRY: dict[str, type["Modality"]] = {}
 
@@ -130,9 +130,12 @@ class Modality:
 
     def loss(self, model, batch, seqs, idx, data, generator: torch.Generator, transformer) -> tuple:
         """``(loss, stats)`` of a batch (``model`` as prepared by accelerate,
-        ``transformer`` the unwrapped one); the size condition when the model has one."""
+        ``transformer`` the unwrapped one); the size (and count) condition when the model has one."""
+        m = transformer.cfg
         size = batch.leaves_B if batch.leaves_B is not None else leaf_counts(seqs)
-        cond = Condition(size_B=size.to(batch.level_BT.device)) if transformer.cfg.num_sizes else None
+        cond = Condition(size_B=size.to(batch.level_BT.device)) if m.num_sizes else None
+        if m.num_counts:
+            cond.count_B = kind_counts(seqs, m.count_value).to(batch.level_BT.device)
         return masked_token_loss(model, batch, cond)
 
     def export(self, module, out_dir: Path, tokenizer, sampler: dict, extra: dict) -> Path:

@@ -45,6 +45,12 @@ class OctGenConfig:
             (atoms of a molecule), clipped to ``num_sizes - 1``, is one more prefix
             token; the sampler draws it from the training histogram or takes it
             from the user, so the model knows how much is left to generate.
+        num_counts: count conditioning (0: off; needs ``num_sizes``). The number of
+            leaves whose first payload field is ``count_value`` (a molecule's
+            hydrogens), clipped to ``num_counts - 1``, is one more prefix token after
+            the size; the sampler draws it from the training histogram of counts
+            given the size, so the model knows the composition as well as the size.
+        count_value: the first-field value ``num_counts`` counts.
         payload_offset_fields: indices of the payload fields that are sub-cell
             offsets along x, y, z (equal bins across a finest cell), or empty. When
             set, a revealed leaf is rotated at its exact position (cell centre plus
@@ -87,6 +93,8 @@ class OctGenConfig:
     dropout: float = 0.0
     payload_head: str = "factorised"
     num_sizes: int = 0
+    num_counts: int = 0
+    count_value: int = 0
     payload_offset_fields: tuple[int, ...] = ()
     rope_max_freq: float = 1.0
     pair_potential_fields: tuple[int, ...] = ()
@@ -130,6 +138,12 @@ class OctGenConfig:
             raise ValueError(f"payload_head must be one of {PAYLOAD_HEADS}, got {self.payload_head!r}")
         if self.num_sizes < 0:
             raise ValueError(f"num_sizes must be >= 0, got {self.num_sizes}")
+        if self.num_counts < 0:
+            raise ValueError(f"num_counts must be >= 0, got {self.num_counts}")
+        if self.num_counts and not self.num_sizes:
+            raise ValueError("num_counts needs num_sizes > 0 (the count is drawn given the size)")
+        if self.num_counts and not (self.payload_vocab_sizes and 0 <= self.count_value < self.payload_vocab_sizes[0]):
+            raise ValueError(f"count_value must be a value of the first payload field, got {self.count_value}")
         if any(v < 2 for v in self.payload_vocab_sizes):
             raise ValueError("every payload field needs a vocabulary of at least 2")
 

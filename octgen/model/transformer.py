@@ -36,7 +36,8 @@ padding with level -1.
   and the children already drawn in the level
   (:meth:`OctGenTransformer.structure_neighbours`).
 - Size: with ``num_sizes > 0`` the prefix holds one more token, the embedding of
-  the leaf count (clipped), so generation knows the size it must reach.
+  the leaf count (clipped), so generation knows the size it must reach; with
+  ``num_counts > 0`` one more, the count of leaves of one kind (hydrogens).
 """
 from __future__ import annotations
 
@@ -109,6 +110,9 @@ class Condition:
             (padding of short prompts, say) get the learned "no condition" token.
         size_B: (B,) int64 leaf counts (atoms) for models with ``num_sizes > 0``;
             never dropped (guidance acts on the other conditions at a fixed size).
+        count_B: (B,) int64 counts of leaves whose first payload field is the
+            config's ``count_value`` (hydrogens) for models with ``num_counts > 0``;
+            never dropped either.
     """
 
     class_labels: torch.Tensor | None = None
@@ -116,17 +120,18 @@ class Condition:
     drop_B: torch.Tensor | None = None
     embeds_mask: torch.Tensor | None = None
     size_B: torch.Tensor | None = None
+    count_B: torch.Tensor | None = None
 
     def repeat2(self, device=None) -> "Condition":
         """Rows twice over, the second copy dropped: the batch of one CFG forward."""
         twice = [None if t is None else torch.cat([t, t])
-                 for t in (self.class_labels, self.embeds, self.embeds_mask, self.size_B)]
+                 for t in (self.class_labels, self.embeds, self.embeds_mask, self.size_B, self.count_B)]
         B = self.batch_size()
         drop = torch.arange(2 * B, device=device) >= B
-        return Condition(twice[0], twice[1], drop, twice[2], twice[3])
+        return Condition(twice[0], twice[1], drop, twice[2], twice[3], twice[4])
 
     def batch_size(self) -> int | None:
-        for t in (self.class_labels, self.embeds, self.drop_B, self.size_B):
+        for t in (self.class_labels, self.embeds, self.drop_B, self.size_B, self.count_B):
             if t is not None:
                 return int(t.shape[0])
         return None
@@ -265,14 +270,15 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
     def __init__(self, depth: int = 6, payload_vocab_sizes: tuple = (), dim: int = 256, n_layers: int = 6,
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
-                 num_sizes: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
+                 num_sizes: int = 0, num_counts: int = 0, count_value: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
                  pair_potential_fields: tuple = (), pair_grid: tuple = (3.0, 13.0, 101),
                  structure_potential_levels: int = 0, structure_grid: tuple = (0.0, 16.0, 65), version: int = 1):
         super().__init__()
         cfg = OctGenConfig(depth=depth, payload_vocab_sizes=tuple(payload_vocab_sizes), dim=dim,
                            n_layers=n_layers, n_heads=n_heads, mlp_ratio=mlp_ratio, rope_theta=rope_theta,
                            num_classes=num_classes, cond_dim=cond_dim, n_prefix=n_prefix, dropout=dropout,
-                           payload_head=payload_head, num_sizes=num_sizes,
+                           payload_head=payload_head, num_sizes=num_sizes, num_counts=num_counts,
+                           count_value=count_value,
                            payload_offset_fields=tuple(payload_offset_fields), rope_max_freq=rope_max_freq,
                            pair_potential_fields=tuple(pair_potential_fields), pair_grid=tuple(pair_grid),
                            structure_potential_levels=structure_potential_levels,
@@ -290,6 +296,7 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
         self.norm = nn.LayerNorm(dim)
         self.structure_head = nn.Linear(dim, NUM_STRUCTURE_CLASSES)
         self.size_embed = nn.Embedding(num_sizes, dim) if num_sizes else None
+        self.count_embed = nn.Embedding(num_counts, dim) if num_counts else None
         if cfg.payload_head == "autoregressive":
             # Field f: MLP(h + sum_{j<f} E_j[v_j]); E_j embeds the value of field j.
             self.payload_prev_embeds = nn.ModuleList(nn.Embedding(v, dim) for v in cfg.payload_vocab_sizes[:-1])
@@ -380,6 +387,11 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
                 raise ValueError("this model is conditioned on its size: pass cond.size_B (leaf counts)")
             size = cond.size_B.to(prefix.device).clamp(0, self.cfg.num_sizes - 1)
             parts.append(self.size_embed(size)[:, None])
+        if self.count_embed is not None:
+            if cond.count_B is None:
+                raise ValueError("this model is conditioned on a leaf count: pass cond.count_B")
+            count = cond.count_B.to(prefix.device).clamp(0, self.cfg.num_counts - 1)
+            parts.append(self.count_embed(count)[:, None])
         return torch.cat(parts, dim=1)
 
     # ---------------------------------------------------------------- forward

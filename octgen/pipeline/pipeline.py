@@ -266,6 +266,26 @@ class OctGenPipeline:
             raise InputError("this checkpoint is size-conditioned but its pipeline.json has no valid size_histogram")
         return torch.multinomial(hist, num, replacement=True, generator=generator)
 
+    def draw_counts(self, sizes: torch.Tensor | None, generator: torch.Generator | None = None
+                    ) -> torch.Tensor | None:
+        """(num,) count conditions (leaves of the model's ``count_value``: hydrogens)
+        drawn for each size from the training histogram of counts given the size in
+        ``pipeline.json``; a size the training set never had borrows the row of the
+        nearest size that it had. None when the model has no count condition."""
+        m = self.transformer.cfg
+        if not m.num_counts or sizes is None:
+            return None
+        hist = torch.tensor(self.info.get("count_histogram") or [], dtype=torch.float64)
+        if hist.shape != (m.num_sizes, m.num_counts) or hist.sum() <= 0:
+            raise InputError("this checkpoint is count-conditioned but its pipeline.json has no valid count_histogram")
+        seen = (hist.sum(1) > 0).nonzero()[:, 0]
+        out = torch.empty(len(sizes), dtype=torch.long)
+        for s in sizes.unique().tolist():
+            row = int(seen[(seen - min(s, m.num_sizes - 1)).abs().argmin()])
+            pick = sizes == s
+            out[pick] = torch.multinomial(hist[row], int(pick.sum()), replacement=True, generator=generator)
+        return out
+
     # ----------------------------------------------------------------- sampling
     def sample_tokens(self, num: int = 1, generator: torch.Generator | None = None, batch_size: int = 500,
                       progress=None, num_leaves: int | None = None, guidance_scale: float | None = None,
@@ -308,6 +328,7 @@ class OctGenPipeline:
             cond = replace(cond, drop_B=torch.ones(num, dtype=torch.bool))
             cfg = replace(cfg, guidance_scale=1.0)
         sizes = self._sizes(num, num_leaves, generator)
+        counts = self.draw_counts(sizes, generator)
         # Batches of similar sizes pad each level little; results go back in draw order.
         order = torch.argsort(sizes, stable=True) if sizes is not None else torch.arange(num)
         sampler = OctreeSampler(self.transformer, cfg)
@@ -317,7 +338,8 @@ class OctGenPipeline:
             n = len(rows)
             batch_cond = _select_rows(cond, rows)
             if sizes is not None:
-                batch_cond = replace(batch_cond or Condition(), size_B=sizes[rows])
+                batch_cond = replace(batch_cond or Condition(), size_B=sizes[rows],
+                                     count_B=None if counts is None else counts[rows])
             tokens, stats = sampler.sample(n, generator=generator, cond=batch_cond,
                                            payload_kind=self.tokenizer.payload_kind, return_stats=True,
                                            callback=callback, connect_leaves=self.tokenizer.connect_leaves)

@@ -96,19 +96,35 @@ class OctreeSampler:
             return values, score
         if cfg.leaf_temperature is not None:
             cfg = replace(cfg, temperature=cfg.leaf_temperature)
+        field_cfgs = self._field_configs(cfg, len(model.payload_heads))
         if model.payload_prev_embeds is None:
             logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in model.payload_logits(h_RNC)]
-            return sample_fields(logits, cfg, generator)
+            if cfg.field_temperatures is None:
+                return sample_fields(logits, cfg, generator)
+            drawn = [sample_field(lg, c, generator) for lg, c in zip(logits, field_cfgs)]
+            return torch.stack([v for v, _ in drawn], 1), sum(sc for _, sc in drawn)
         h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
         values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)
         score = torch.zeros(len(flat), device=h_RNC.device)
         nb = model.leaf_neighbours(nodes, masked_BN)
         for f in range(values.shape[1]):
             lg = torch.cat([model.payload_field_logits(h, f, values, nb) for h in h_K])
-            v, sc = sample_field(self._guide(lg, guided, len(flat)), cfg, generator)
+            v, sc = sample_field(self._guide(lg, guided, len(flat)), field_cfgs[f], generator)
             values[:, f] = v
             score = score + sc
         return values, score
+
+    @staticmethod
+    def _field_configs(cfg: SamplerConfig, num_fields: int) -> list[SamplerConfig]:
+        """One config per payload field: ``cfg`` with the field's own temperature
+        where ``field_temperatures`` gives one."""
+        temps = cfg.field_temperatures
+        if temps is None:
+            return [cfg] * num_fields
+        if len(temps) != num_fields:
+            raise ValueError(f"field_temperatures has {len(temps)} entries but the model's payload has "
+                             f"{num_fields} fields")
+        return [cfg if t is None else replace(cfg, temperature=t) for t in temps]
 
     def _structure_logits(self, h_RNC: torch.Tensor, nodes: NodeInputs, guided: bool, B: int) -> torch.Tensor:
         """(K, 255) logits of the level's K masked structure nodes (row-major order):

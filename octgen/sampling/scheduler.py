@@ -78,6 +78,11 @@ class SamplerConfig:
             ``pipeline.json`` the levels are JSON object keys (strings).
         leaf_temperature: the temperature of the leaf level's payload (atoms'
             element and offsets, shape codes' bits); None: ``temperature``.
+        field_temperatures: per payload field, its temperature (a sequence as
+            long as the payload's fields, e.g. an atom's element, x, y, z; None
+            entries keep ``leaf_temperature`` / ``temperature``); None: off. A low
+            temperature on the element favours the modal element (hydrogen), so the
+            element can be sampled hotter than the offsets.
         size_level: for size-conditioned models, the structure level whose total
             number of children is made equal to each row's size condition (its leaf
             count): when a row reveals the last nodes of that level, their child masks
@@ -104,6 +109,7 @@ class SamplerConfig:
     leaf_steps: int | None = 0
     size_level: int | None = None
     leaf_temperature: float | None = None
+    field_temperatures: tuple | None = None
     connect: int = 0
     level_steps: dict | None = None
 
@@ -119,6 +125,15 @@ class SamplerConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.leaf_temperature is not None and not 0 <= self.leaf_temperature < math.inf:
             raise ValueError(f"leaf_temperature must be a finite number >= 0 or None, got {self.leaf_temperature}")
+        if self.field_temperatures is not None:
+            if isinstance(self.field_temperatures, (str, bytes)) or not hasattr(self.field_temperatures, "__iter__"):
+                raise ValueError(f"field_temperatures must be a list of temperatures (or None entries), "
+                                 f"got {self.field_temperatures!r}")
+            temps = tuple(self.field_temperatures)
+            for t in temps:
+                if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf):
+                    raise ValueError(f"field_temperatures: each entry must be a finite number >= 0 or None, got {t!r}")
+            self.field_temperatures = tuple(None if t is None else float(t) for t in temps) or None
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be above 0 and at most 1, got {self.top_p}")
         if self.top_k < 0:

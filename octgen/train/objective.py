@@ -222,6 +222,13 @@ def leaf_counts(seqs: list[NodeSequence]) -> torch.Tensor:
     return torch.tensor([s.level_sizes[-1] for s in seqs], dtype=torch.long)
 
 
+def kind_counts(seqs: list[NodeSequence], value: int) -> torch.Tensor:
+    """(B,) int64 number of leaves of each sequence whose first payload field is
+    ``value`` (a molecule's hydrogens): the count condition."""
+    return torch.tensor([int((s.payload_TP[s.level_slice(s.depth), 0] == value).sum()) for s in seqs],
+                        dtype=torch.long)
+
+
 def level_weights(level_sizes: list[int], mode: str = "tokens") -> torch.Tensor:
     """Probability weights of the target levels of one sequence.
 

@@ -97,6 +97,20 @@ def size_histogram(ds, num_sizes: int) -> list[int]:
     return torch.bincount(leaves.clamp(max=num_sizes - 1), minlength=num_sizes).tolist()
 
 
+def count_histogram(ds, num_sizes: int, num_counts: int, value: int) -> list[list[int]]:
+    """Training sequences per (leaf count, count of leaves whose first payload field
+    is ``value``), both clipped as the model clips them: row s is the histogram of
+    counts among sequences of size s, from which the sampler draws the count
+    condition given the size."""
+    lengths = torch.from_numpy(ds.offsets[1:] - ds.offsets[:-1])
+    seq_of_node = torch.repeat_interleave(torch.arange(len(ds)), lengths)
+    leaf = ds.level == ds.depth
+    leaves = torch.bincount(seq_of_node[leaf], minlength=len(ds)).clamp(max=num_sizes - 1)
+    kind = torch.bincount(seq_of_node[leaf & (ds.payload[:, 0] == value)], minlength=len(ds))
+    joint = leaves * num_counts + kind.clamp(max=num_counts - 1)
+    return torch.bincount(joint, minlength=num_sizes * num_counts).reshape(num_sizes, num_counts).tolist()
+
+
 def _saved_states(ckpt_dir: Path) -> list[Path]:
     """The complete saved states, oldest first. A state is written as
     ``step_N.partial`` and renamed to ``step_N`` once whole, so a run killed while
@@ -327,8 +341,11 @@ class GeneratorJob(TrainingJob):
         if self.cfg.init_from:
             fresh = init_components_from(self.modality.components(module), self.cfg.init_from)
             print(f"initialised from {self.cfg.init_from}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
-        num_sizes = self.modality.transformer_of(module).cfg.num_sizes
-        self.export_extra = {"size_histogram": size_histogram(self.data, num_sizes)} if num_sizes else {}
+        m = self.modality.transformer_of(module).cfg
+        self.export_extra = {"size_histogram": size_histogram(self.data, m.num_sizes)} if m.num_sizes else {}
+        if m.num_counts:
+            self.export_extra["count_histogram"] = count_histogram(self.data, m.num_sizes, m.num_counts,
+                                                                   m.count_value)
         return module
 
     def loss(self, model, unwrapped, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
