@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from diffusers.configuration_utils import register_to_config
 
 from octgen.cli.main import main
+from octgen.errors import InputError
 from octgen.export.atomic import atomic_path
 from octgen.modality import Modality, register_modality
 from octgen.octree import build_octree
@@ -194,3 +196,7 @@ def test_count_condition_exports_its_histogram_and_draws_counts_given_the_size(t
     assert all(want[s, c] > 0 for s, c in zip(sizes.tolist(), counts.tolist()))
     assert want[seen[0], pipe.draw_counts(torch.tensor([0]), None).item()] > 0  # size 0: the nearest seen row
     assert len(pipe(2, generator=torch.Generator().manual_seed(1))) == 2
+    assert len(pipe(2, generator=torch.Generator().manual_seed(1), num_leaves=5, num_counted=2)) == 2
+    for bad in (6, -1):
+        with pytest.raises(InputError, match="num_counted must be in 0..5"):
+            pipe(1, num_counted=bad)

@@ -288,7 +288,8 @@ class OctGenPipeline:
 
     # ----------------------------------------------------------------- sampling
     def sample_tokens(self, num: int = 1, generator: torch.Generator | None = None, batch_size: int = 500,
-                      progress=None, num_leaves: int | None = None, guidance_scale: float | None = None,
+                      progress=None, num_leaves: int | None = None, num_counted: int | None = None,
+                      guidance_scale: float | None = None,
                       callback=None, timings: list | None = None, **kwargs) -> list:
         """Sample token sequences in batches.
 
@@ -300,6 +301,9 @@ class OctGenPipeline:
             progress: optional callable ``progress(n_done)`` after each batch.
             num_leaves: for size-conditioned models, the number of leaves asked of
                 every sample (default: drawn per sample from the training histogram).
+            num_counted: for count-conditioned models, the count condition asked of
+                every sample (leaves of the model's ``count_value``: hydrogens; default:
+                drawn per sample given its size from the training histogram).
             guidance_scale: classifier-free guidance weight (0: unconditional,
                 1: conditional only); default the checkpoint's.
             callback: optional ``callback(level, structure_B)`` after each octree
@@ -328,7 +332,7 @@ class OctGenPipeline:
             cond = replace(cond, drop_B=torch.ones(num, dtype=torch.bool))
             cfg = replace(cfg, guidance_scale=1.0)
         sizes = self._sizes(num, num_leaves, generator)
-        counts = self.draw_counts(sizes, generator)
+        counts = self._counts(sizes, num_counted, generator)
         # Batches of similar sizes pad each level little; results go back in draw order.
         order = torch.argsort(sizes, stable=True) if sizes is not None else torch.arange(num)
         sampler = OctreeSampler(self.transformer, cfg)
@@ -355,6 +359,15 @@ class OctGenPipeline:
             timings.sort(key=lambda rt: rt[0])
             timings[:] = [t for _, t in timings]
         return out
+
+    def _counts(self, sizes: torch.Tensor | None, num_counted: int | None, generator) -> torch.Tensor | None:
+        num_counts = self.transformer.cfg.num_counts
+        if num_counted is not None and not 0 <= int(num_counted) < max(num_counts, 1):
+            raise InputError(f"num_counted must be in 0..{num_counts - 1} for this checkpoint" if num_counts
+                             else "this checkpoint is not count-conditioned: it cannot take num_counted")
+        if num_counted is not None:
+            return torch.full((len(sizes),), int(num_counted))
+        return self.draw_counts(sizes, generator)
 
     def _sizes(self, num: int, num_leaves: int | None, generator) -> torch.Tensor | None:
         num_sizes = self.transformer.cfg.num_sizes
