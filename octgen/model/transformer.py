@@ -270,7 +270,8 @@ class OctGenTransformer(ModelMixin, ConfigMixin):
     def __init__(self, depth: int = 6, payload_vocab_sizes: tuple = (), dim: int = 256, n_layers: int = 6,
                  n_heads: int = 8, mlp_ratio: float = 4.0, rope_theta: float = 100.0, num_classes: int = 0,
                  cond_dim: int = 0, n_prefix: int = 1, dropout: float = 0.0, payload_head: str = "factorised",
-                 num_sizes: int = 0, num_counts: int = 0, count_value: int = 0, payload_offset_fields: tuple = (), rope_max_freq: float = 1.0,
+                 num_sizes: int = 0, num_counts: int = 0, count_value: int = 0, payload_offset_fields: tuple = (),
+                 rope_max_freq: float = 1.0,
                  pair_potential_fields: tuple = (), pair_grid: tuple = (3.0, 13.0, 101),
                  structure_potential_levels: int = 0, structure_grid: tuple = (0.0, 16.0, 65), version: int = 1):
         super().__init__()

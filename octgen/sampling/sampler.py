@@ -99,9 +99,7 @@ class OctreeSampler:
         field_cfgs = self._field_configs(cfg, len(model.payload_heads))
         if model.payload_prev_embeds is None:
             logits = [self._guide(lg, guided, B).reshape(B * N, -1)[flat] for lg in model.payload_logits(h_RNC)]
-            if cfg.field_temperatures is None:
-                return sample_fields(logits, cfg, generator)
-            drawn = [sample_field(lg, c, generator) for lg, c in zip(logits, field_cfgs)]
+            drawn = [sample_field(lg, c, generator) for lg, c in zip(logits, field_cfgs)]  # as sample_fields
             return torch.stack([v for v, _ in drawn], 1), sum(sc for _, sc in drawn)
         h_K = [h_RNC[r * B:(r + 1) * B].reshape(B * N, -1)[flat] for r in range(2 if guided else 1)]
         values = torch.zeros(len(flat), len(model.payload_heads), dtype=torch.long, device=h_RNC.device)
