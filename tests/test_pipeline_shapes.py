@@ -151,3 +151,20 @@ def test_tiny_conditioned_training_exports_a_working_pipeline(tmp_path, monkeypa
     assert pipe.info["train_step"] == 40 and pipe.transformer.cfg.cond_dim == 384
     [r] = pipe(prompt="a chair", generator=torch.Generator().manual_seed(0), steps=4)
     assert r.mesh.is_watertight
+
+
+def test_data_seed_picks_the_shape_stream_apart_from_the_run_seed(monkeypatch):
+    """``shapes.data_seed`` names the procedural shapes (and so the caches) a run trains
+    on; without it the run's seed does, as before; bad values fail in one line."""
+    import octgen.modality.shapes as shapes_mod
+    from octgen.modality.base import get_modality
+    from octgen.train.config import TrainConfig
+
+    seen = []
+    monkeypatch.setattr(shapes_mod, "prepare_shape_data", lambda tok, name, num, views, seed, enc: seen.append(seed))
+    get_modality("shapes")(TrainConfig(modality="shapes", seed=1, shapes={"data_seed": 0})).prepare_data(None)
+    get_modality("shapes")(TrainConfig(modality="shapes", seed=1)).prepare_data(None)
+    assert seen == [0, 1]
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(InputError, match="data_seed"):
+            get_modality("shapes")(TrainConfig(modality="shapes", shapes={"data_seed": bad}))

@@ -32,7 +32,10 @@ class ShapesModality(Modality):
     or name), ``num_train`` (first N training shapes), ``sketch_views`` (drawings
     per shape), ``text_encoder``, ``p_text`` / ``p_sketch`` (condition kind
     probabilities; the rest is the dropped condition that classifier-free guidance
-    needs), ``sketch_encoder`` (its settings).
+    needs), ``sketch_encoder`` (its settings), ``data_seed`` (which stream of
+    procedural shapes to train on, and so which token / condition cache; default
+    the run's ``seed``, so a later stage with a new seed for its batch order can
+    keep its predecessor's shapes and caches by naming that seed here).
 
     Other jobs (config ``"job"``): ``"tokenizer"`` trains the shape VQ-VAE
     (:class:`~octgen.train.vqvae.ShapeVQVAEJob`), ``"classifier"`` the shape
@@ -40,7 +43,8 @@ class ShapesModality(Modality):
     """
 
     defaults = {"tokenizer": "shape-vqvae-d6t4k16", "num_train": 3000, "sketch_views": 2,
-                "text_encoder": DEFAULT_TEXT_ENCODER, "p_text": 0.45, "p_sketch": 0.45, "sketch_encoder": {}}
+                "text_encoder": DEFAULT_TEXT_ENCODER, "p_text": 0.45, "p_sketch": 0.45, "sketch_encoder": {},
+                "data_seed": None}
     default_sampler = asdict(DEFAULT_SHAPE_SAMPLER)
     legacy_settings_field = "shapes"
     jobs = {"tokenizer": ShapeVQVAEJob, "classifier": ShapeClassifierJob}
@@ -50,14 +54,18 @@ class ShapesModality(Modality):
         p_text, p_sketch = float(self.settings["p_text"]), float(self.settings["p_sketch"])
         if not (0 <= p_text and 0 <= p_sketch and p_text + p_sketch <= 1):
             raise InputError("train config: shapes p_text and p_sketch must be >= 0 with a sum <= 1")
+        data_seed = self.settings["data_seed"]
+        if data_seed is not None and (isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0):
+            raise InputError(f"train config: shapes data_seed must be a whole number >= 0 (or null), got {data_seed!r}")
 
     def tokenizer(self):
         return load_tokenizer(self.settings["tokenizer"])
 
     def prepare_data(self, tokenizer) -> ShapeTrainingData:
         s = self.settings
+        seed = self.cfg.seed if s["data_seed"] is None else int(s["data_seed"])
         return prepare_shape_data(tokenizer, s["tokenizer"], int(s["num_train"]), int(s["sketch_views"]),
-                                  self.cfg.seed, s["text_encoder"])
+                                  seed, s["text_encoder"])
 
     def model_settings(self, data) -> dict:
         return {"cond_dim": int(data.text_states.shape[-1])}
