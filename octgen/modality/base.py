@@ -133,9 +133,8 @@ class Modality:
         ``transformer`` the unwrapped one); the size (and count) condition when the model has one."""
         m = transformer.cfg
         size = batch.leaves_B if batch.leaves_B is not None else leaf_counts(seqs)
-        cond = Condition(size_B=size.to(batch.level_BT.device)) if m.num_sizes else None
-        if m.num_counts:
-            cond.count_B = kind_counts(seqs, m.count_value).to(batch.level_BT.device)
+        count = kind_counts(seqs, m.count_value).to(batch.level_BT.device) if m.num_counts else None
+        cond = Condition(size_B=size.to(batch.level_BT.device), count_B=count) if m.num_sizes else None
         return masked_token_loss(model, batch, cond)
 
     def export(self, module, out_dir: Path, tokenizer, sampler: dict, extra: dict) -> Path:

@@ -88,13 +88,21 @@ def draw_batch(by_length: torch.Tensor, batch_size: int, g: torch.Generator, buc
     return by_length[pick].tolist()
 
 
+def _leaves_per_sequence(ds, value: int | None = None) -> torch.Tensor:
+    """(len(ds),) int64 leaves of each sequence of a shard dataset; with ``value``
+    only the leaves whose first payload field is ``value``."""
+    lengths = torch.from_numpy(ds.offsets[1:] - ds.offsets[:-1])
+    seq_of_node = torch.repeat_interleave(torch.arange(len(ds)), lengths)
+    leaf = ds.level == ds.depth
+    if value is not None:
+        leaf = leaf & (ds.payload[:, 0] == value)
+    return torch.bincount(seq_of_node[leaf], minlength=len(ds))
+
+
 def size_histogram(ds, num_sizes: int) -> list[int]:
     """Training sequences per leaf count (clipped to ``num_sizes - 1``): the sampler
     draws the size condition from it."""
-    lengths = torch.from_numpy(ds.offsets[1:] - ds.offsets[:-1])
-    seq_of_node = torch.repeat_interleave(torch.arange(len(ds)), lengths)
-    leaves = torch.bincount(seq_of_node[ds.level == ds.depth], minlength=len(ds))
-    return torch.bincount(leaves.clamp(max=num_sizes - 1), minlength=num_sizes).tolist()
+    return torch.bincount(_leaves_per_sequence(ds).clamp(max=num_sizes - 1), minlength=num_sizes).tolist()
 
 
 def count_histogram(ds, num_sizes: int, num_counts: int, value: int) -> list[list[int]]:
@@ -102,12 +110,9 @@ def count_histogram(ds, num_sizes: int, num_counts: int, value: int) -> list[lis
     is ``value``), both clipped as the model clips them: row s is the histogram of
     counts among sequences of size s, from which the sampler draws the count
     condition given the size."""
-    lengths = torch.from_numpy(ds.offsets[1:] - ds.offsets[:-1])
-    seq_of_node = torch.repeat_interleave(torch.arange(len(ds)), lengths)
-    leaf = ds.level == ds.depth
-    leaves = torch.bincount(seq_of_node[leaf], minlength=len(ds)).clamp(max=num_sizes - 1)
-    kind = torch.bincount(seq_of_node[leaf & (ds.payload[:, 0] == value)], minlength=len(ds))
-    joint = leaves * num_counts + kind.clamp(max=num_counts - 1)
+    leaves = _leaves_per_sequence(ds).clamp(max=num_sizes - 1)
+    kind = _leaves_per_sequence(ds, value).clamp(max=num_counts - 1)
+    joint = leaves * num_counts + kind
     return torch.bincount(joint, minlength=num_sizes * num_counts).reshape(num_sizes, num_counts).tolist()
 
 
